@@ -1,0 +1,108 @@
+"""One exception hierarchy for everything wsstack raises.
+
+Protocol errors carry the close code that goes on the wire, so the connection
+can turn any violation into the right close frame without a lookup table, and
+handshake errors carry the HTTP status a server answers with.
+"""
+
+from __future__ import annotations
+
+
+__all__ = [
+    "WebSocketError",
+    "ProtocolError",
+    "InvalidPayloadData",
+    "PolicyViolation",
+    "MessageTooBig",
+    "MandatoryExtension",
+    "InternalError",
+    "HandshakeError",
+    "HTTPParseError",
+    "InvalidHandshake",
+    "ConnectionClosed",
+    "InvalidState",
+]
+
+
+class WebSocketError(Exception):
+    """Base of every exception wsstack raises on purpose."""
+
+
+class ProtocolError(WebSocketError):
+    """The peer broke RFC 6455 or RFC 7692; the connection is failed with ``close_code``."""
+
+    default_close_code = 1002
+
+    def __init__(self, message: str, close_code: int | None = None) -> None:
+        super().__init__(message)
+        self.close_code = self.default_close_code if close_code is None else close_code
+
+    @property
+    def reason(self) -> str:
+        """The reason sent in the close frame: the message, cut to fit 123 bytes."""
+        return _fit_reason(str(self))
+
+
+class InvalidPayloadData(ProtocolError):
+    """Text that is not UTF-8, a corrupt compressed stream, a bad close reason."""
+
+    default_close_code = 1007
+
+
+class PolicyViolation(ProtocolError):
+    default_close_code = 1008
+
+
+class MessageTooBig(ProtocolError):
+    """A frame, message or fragment count over the configured limits."""
+
+    default_close_code = 1009
+
+
+class MandatoryExtension(ProtocolError):
+    """The server did not agree to an extension the client cannot work without."""
+
+    default_close_code = 1010
+
+
+class InternalError(ProtocolError):
+    default_close_code = 1011
+
+
+class HandshakeError(WebSocketError):
+    """The opening handshake failed; ``status`` is the HTTP answer a server gives."""
+
+    default_status = 400
+
+    def __init__(self, message: str, status: int | None = None, headers: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.status = self.default_status if status is None else status
+        self.headers: list[tuple[str, str]] = list(headers or ())
+
+
+class HTTPParseError(HandshakeError):
+    """The bytes are not an acceptable HTTP/1.1 message head (or exceed a limit)."""
+
+
+class InvalidHandshake(HandshakeError):
+    """A well-formed HTTP message that is not a valid WebSocket upgrade or answer."""
+
+
+class ConnectionClosed(WebSocketError):
+    """Raised by a send or receive on a connection that is already closed."""
+
+    def __init__(self, code: int = 1006, reason: str = "") -> None:
+        super().__init__(f"connection closed: {code} {reason}".rstrip())
+        self.code = code
+        self.reason = reason
+
+
+class InvalidState(WebSocketError):
+    """An API call that the connection's current state does not allow."""
+
+
+def _fit_reason(text: str) -> str:
+    data = text.encode("utf-8")
+    if len(data) <= 123:
+        return text
+    return data[:123].decode("utf-8", "ignore")
