@@ -1,7 +1,8 @@
 """What the sans-IO core reports after it has read bytes.
 
-Events are small frozen objects so a transport can queue them cheaply and
-match on them with ``match``/``isinstance``.
+Events are small slotted objects (not frozen: a frozen dataclass costs
+several times more to build, and the core builds one per message) so a
+transport can queue them cheaply and match on them with ``match``/``isinstance``.
 """
 
 from __future__ import annotations
@@ -28,14 +29,14 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestReceived:
     """Server side: a complete upgrade (or plain HTTP) request to route, accept or reject."""
 
     request: Request
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class HandshakeComplete:
     """The connection is open: the 101 was sent (server) or accepted (client)."""
 
@@ -44,7 +45,7 @@ class HandshakeComplete:
     response: Response | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class HandshakeFailed:
     """Client side: the server's answer was not a valid upgrade; the connection is over."""
 
@@ -52,27 +53,27 @@ class HandshakeFailed:
     response: Response | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TextMessage:
     data: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BinaryMessage:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ping:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Pong:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CloseReceived:
     """The peer sent a close frame; ``code`` is 1005 when it carried no code."""
 
@@ -80,7 +81,7 @@ class CloseReceived:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ProtocolFailure:
     """The peer broke the protocol; a close frame with ``error.close_code`` is queued."""
 
@@ -91,7 +92,7 @@ class ProtocolFailure:
         return self.error.close_code
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ConnectionLost:
     """The stream ended before the closing handshake finished (close code 1006)."""
 

@@ -1,11 +1,42 @@
-"""RFC 6455 frames: opcodes, the Frame value, serialization and the incremental parser."""
+"""RFC 6455 frames: opcodes, the Frame value, close payloads and serialization.
+
+Parsing lives in :mod:`wsstack.speedups` (``FrameScanner``): it walks a whole
+receive buffer per call, which is where the C path pays off. This module
+holds what both directions share and the cheap, allocation-light writer.
+"""
 
 from __future__ import annotations
 
 import enum
+import os
+import struct
 from dataclasses import dataclass
 
-__all__ = ["Opcode", "Frame"]
+from .errors import InvalidPayloadData, ProtocolError
+from .speedups import apply_mask
+
+__all__ = [
+    "Opcode",
+    "Frame",
+    "FIN",
+    "RSV1",
+    "RSV2",
+    "RSV3",
+    "frame_header",
+    "serialize_frame",
+    "MaskKeys",
+    "parse_close",
+    "build_close",
+    "is_sendable_close_code",
+]
+
+FIN = 0x80
+RSV1 = 0x40
+RSV2 = 0x20
+RSV3 = 0x10
+
+_pack_16 = struct.Struct("!BBH").pack
+_pack_64 = struct.Struct("!BBQ").pack
 
 
 class Opcode(enum.IntEnum):
@@ -21,9 +52,9 @@ class Opcode(enum.IntEnum):
         return self >= 0x8
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Frame:
-    """One frame as it came off the wire (payload unmasked, and decompressed where an extension applies)."""
+    """One frame as it came off the wire: payload unmasked, and decompressed where an extension applies."""
 
     opcode: Opcode
     payload: bytes
@@ -31,3 +62,81 @@ class Frame:
     rsv1: bool = False
     rsv2: bool = False
     rsv3: bool = False
+
+
+def frame_header(first_byte: int, length: int, mask_key: bytes | None = None) -> bytes:
+    """The header of a frame whose first byte (FIN | RSV | opcode) is ``first_byte``."""
+    mask_bit = 0x80 if mask_key is not None else 0
+    if length < 126:
+        header = bytes((first_byte, length | mask_bit))
+    elif length < 65536:
+        header = _pack_16(first_byte, 126 | mask_bit, length)
+    else:
+        header = _pack_64(first_byte, 127 | mask_bit, length)
+    return header + mask_key if mask_key is not None else header
+
+
+def serialize_frame(first_byte: int, payload: bytes, mask_key: bytes | None = None) -> bytes:
+    """Header and payload in one bytes object; the payload is masked when a key is given."""
+    if mask_key is None:
+        return frame_header(first_byte, len(payload)) + payload
+    return frame_header(first_byte, len(payload), mask_key) + apply_mask(payload, mask_key)
+
+
+class MaskKeys:
+    """Masking keys from the OS's CSPRNG, drawn in batches.
+
+    RFC 6455 §5.3 asks for unpredictable keys; ``os.urandom`` provides that,
+    and drawing 1024 keys per call keeps the syscall off the per-frame path.
+    """
+
+    __slots__ = ("_pool", "_pos")
+
+    _BATCH = 4096
+
+    def __init__(self) -> None:
+        self._pool = b""
+        self._pos = 0
+
+    def next(self) -> bytes:
+        pos = self._pos
+        if pos >= len(self._pool):
+            self._pool = os.urandom(self._BATCH)
+            pos = 0
+        self._pos = pos + 4
+        return self._pool[pos : pos + 4]
+
+
+def is_sendable_close_code(code: int) -> bool:
+    """Codes allowed in a close frame on the wire (RFC 6455 §7.4, IANA registry)."""
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
+
+
+def parse_close(payload: bytes) -> tuple[int, str]:
+    """Code and reason of a received close frame; 1005 when it carried no code."""
+    if not payload:
+        return 1005, ""
+    if len(payload) == 1:
+        raise ProtocolError("close frame with a one-byte payload")
+    code = (payload[0] << 8) | payload[1]
+    if not is_sendable_close_code(code):
+        raise ProtocolError(f"invalid close code {code}")
+    try:
+        reason = payload[2:].decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidPayloadData("close reason is not valid UTF-8") from None
+    return code, reason
+
+
+def build_close(code: int | None, reason: str = "") -> bytes:
+    """The payload of a close frame we send; ``None`` sends an empty one."""
+    if code is None:
+        if reason:
+            raise ValueError("a close reason needs a close code")
+        return b""
+    if not is_sendable_close_code(code):
+        raise ValueError(f"close code {code} may not be sent")
+    data = code.to_bytes(2, "big") + reason.encode("utf-8")
+    if len(data) > 125:
+        raise ValueError("close reason longer than 123 bytes")
+    return data

@@ -1,0 +1,624 @@
+"""The sans-IO connection: bytes in, events and bytes out.
+
+One state machine serves both sides; ``ServerConnection`` and
+``ClientConnection`` differ only in the opening handshake and in masking.
+The receive path hands the whole buffer to ``FrameScanner`` (one C call per
+``receive_data`` when the speedups are built) and then walks the frame
+boundaries it returns, so Python does per-frame work only for what it must
+decide: message assembly, UTF-8, limits, control frames.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Sequence
+
+from . import handshake
+from .errors import (
+    ConnectionClosed,
+    HandshakeError,
+    InvalidHandshake,
+    InvalidPayloadData,
+    InvalidState,
+    MessageTooBig,
+    ProtocolError,
+)
+from .events import (
+    BinaryMessage,
+    CloseReceived,
+    ConnectionLost,
+    Event,
+    HandshakeComplete,
+    HandshakeFailed,
+    Ping,
+    Pong,
+    ProtocolFailure,
+    RequestReceived,
+    TextMessage,
+)
+from .extensions import ClientExtensionFactory, Extension, ServerExtensionFactory
+from .extensions.defaults import client_extension_factories, server_extension_factories
+from .frames import FIN, Frame, MaskKeys, Opcode, build_close, frame_header, parse_close, serialize_frame
+from .http11 import Request, RequestParser, Response, ResponseParser, serialize_request, serialize_response
+from .options import Options
+from .speedups import (
+    ERR_CONTROL_FRAGMENTED,
+    ERR_CONTROL_TOO_LONG,
+    ERR_FRAME_TOO_BIG,
+    ERR_LENGTH_HIGH_BIT,
+    ERR_MASK_FORBIDDEN,
+    ERR_MASK_REQUIRED,
+    ERR_RESERVED_OPCODE,
+    ERR_RSV,
+    FrameScanner,
+    Utf8Validator,
+)
+
+__all__ = ["State", "Connection", "ServerConnection", "ClientConnection"]
+
+_TEXT = 0x1
+_BINARY = 0x2
+_CLOSE = 0x8
+_PING = 0x9
+_PONG = 0xA
+
+# Above this size a server frame's payload is queued as its own buffer
+# instead of being copied behind its header.
+_JOIN_LIMIT = 4096
+
+def _scan_error(code: int) -> ProtocolError:
+    if code == ERR_RESERVED_OPCODE:
+        return ProtocolError("reserved opcode")
+    if code == ERR_RSV:
+        return ProtocolError("reserved bit set without an extension that defines it")
+    if code == ERR_CONTROL_FRAGMENTED:
+        return ProtocolError("fragmented control frame")
+    if code == ERR_CONTROL_TOO_LONG:
+        return ProtocolError("control frame payload over 125 bytes")
+    if code == ERR_LENGTH_HIGH_BIT:
+        return ProtocolError("64-bit frame length with the most significant bit set")
+    if code == ERR_FRAME_TOO_BIG:
+        return MessageTooBig("frame exceeds the size limit")
+    if code == ERR_MASK_REQUIRED:
+        return ProtocolError("client frame is not masked")
+    if code == ERR_MASK_FORBIDDEN:
+        return ProtocolError("server frame is masked")
+    return ProtocolError(f"invalid frame ({code})")
+
+
+class State(enum.IntEnum):
+    CONNECTING = 0
+    OPEN = 1
+    CLOSING = 2
+    CLOSED = 3
+
+
+class Connection:
+    """State shared by both sides. Use ``ServerConnection`` or ``ClientConnection``.
+
+    After ``receive_data`` call ``events()`` for what arrived and
+    ``data_to_send()`` for what to write. When ``state`` is ``CLOSED`` the
+    transport closes the TCP connection: a server at once, a client after
+    giving the server a moment to close first (RFC 6455 §7.1.1).
+    """
+
+    is_client: bool = False
+
+    def __init__(self, options: Options | None = None, *, state: State = State.CONNECTING) -> None:
+        self.options = options if options is not None else Options()
+        self.state = state
+        self.subprotocol: str | None = None
+        self.extensions: list[Extension] = []
+        #: Deliver each frame as a ``Frame`` event instead of whole messages.
+        self.frame_mode = False
+        #: Close code and reason once known: the peer's, ours when we failed the connection, 1006 when lost.
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.close_sent = False
+        self.close_received = False
+
+        self._buf = bytearray()
+        self._events: list[Event] = []
+        self._out: list[bytes] = []
+        self._mask_keys = MaskKeys() if self.is_client else None
+        self._scanner = FrameScanner(mask_required=not self.is_client)
+
+        # The data message being reassembled.
+        self._msg_opcode = 0
+        self._msg_rsv = 0
+        self._msg_parts: list[bytes] = []
+        self._msg_size = 0
+        self._msg_frames = 0
+        self._utf8 = Utf8Validator()
+        self._configure_limits()
+
+    # ------------------------------------------------------------------ input
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes read from the network; ``b""`` means the peer closed its side (EOF)."""
+        if not data:
+            self._receive_eof()
+            return
+        if self.state is State.CLOSED:
+            return
+        if self.state is State.CONNECTING:
+            self._receive_handshake(data)
+            return
+        self._buf += data
+        self._parse_frames()
+
+    def events(self) -> list[Event]:
+        """Events since the last call, oldest first."""
+        events = self._events
+        self._events = []
+        return events
+
+    # ----------------------------------------------------------------- output
+
+    def data_to_send(self) -> bytes:
+        """Bytes to write to the network, in order; empty when there is nothing."""
+        out = self._out
+        if not out:
+            return b""
+        self._out = []
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def buffers_to_send(self) -> list[bytes]:
+        """Like ``data_to_send`` but without joining, for ``writelines`` / ``sendmsg``."""
+        out = self._out
+        self._out = []
+        return out
+
+    def send_text(self, text: str, fragment_size: int | None = None) -> None:
+        self._send_message(_TEXT, text.encode("utf-8"), fragment_size)
+
+    def send_binary(self, data: bytes | bytearray | memoryview, fragment_size: int | None = None) -> None:
+        self._send_message(_BINARY, bytes(data), fragment_size)
+
+    def send(self, message: str | bytes | bytearray | memoryview, fragment_size: int | None = None) -> None:
+        """``str`` goes out as a text message, anything bytes-like as binary."""
+        if isinstance(message, str):
+            self._send_message(_TEXT, message.encode("utf-8"), fragment_size)
+        else:
+            self._send_message(_BINARY, bytes(message), fragment_size)
+
+    def ping(self, data: bytes | str = b"") -> None:
+        self._send_control(_PING, data)
+
+    def pong(self, data: bytes | str = b"") -> None:
+        self._send_control(_PONG, data)
+
+    def close(self, code: int | None = 1000, reason: str = "") -> None:
+        """Start (or, after a received close, finish) the closing handshake."""
+        payload = build_close(code, reason)
+        if self.state is State.CONNECTING:
+            raise InvalidState("cannot close before the opening handshake completes")
+        if self.close_sent or self.state is State.CLOSED:
+            return
+        self._write_frame(FIN | _CLOSE, payload)
+        self.close_sent = True
+        if self.close_received:
+            self.state = State.CLOSED
+        else:
+            self.state = State.CLOSING
+            self.close_code, self.close_reason = (1005 if code is None else code), reason
+
+    # ------------------------------------------------------------ internals
+
+    def _configure_limits(self) -> None:
+        options = self.options
+        limit = options.max_frame_size
+        if limit is None and options.max_message_size is not None:
+            limit = options.max_message_size
+            if self.extensions:
+                # Compressed data can be slightly larger than the message it encodes.
+                limit += limit // 64 + 64
+        self._scanner.max_frame_size = limit
+        rsv = 0
+        for extension in self.extensions:
+            rsv |= extension.rsv_bits
+        self._scanner.allowed_rsv = rsv
+
+    def _open(self, subprotocol: str | None, extensions: list[Extension]) -> None:
+        self.state = State.OPEN
+        self.subprotocol = subprotocol
+        self.extensions = extensions
+        self._configure_limits()
+
+    def _write_frame(self, first_byte: int, payload: bytes) -> None:
+        if self._mask_keys is not None:
+            self._out.append(serialize_frame(first_byte, payload, self._mask_keys.next()))
+        elif len(payload) > _JOIN_LIMIT:
+            self._out.append(frame_header(first_byte, len(payload)))
+            self._out.append(payload)
+        else:
+            self._out.append(frame_header(first_byte, len(payload)) + payload)
+
+    def _check_can_send(self) -> None:
+        if self.state is not State.OPEN:
+            if self.state is State.CONNECTING:
+                raise InvalidState("the opening handshake has not completed")
+            raise ConnectionClosed(self.close_code or 1006, self.close_reason)
+
+    def _send_message(self, opcode: int, payload: bytes, fragment_size: int | None) -> None:
+        self._check_can_send()
+        rsv = 0
+        for extension in self.extensions:
+            bits, payload = extension.encode(payload)
+            rsv |= bits
+        if fragment_size is None or len(payload) <= fragment_size:
+            self._write_frame(FIN | rsv | opcode, payload)
+            return
+        if fragment_size < 1:
+            raise ValueError("fragment_size must be positive")
+        view = memoryview(payload)
+        last = len(payload) - fragment_size
+        self._write_frame(rsv | opcode, bytes(view[:fragment_size]))
+        pos = fragment_size
+        while pos < last:
+            self._write_frame(0, bytes(view[pos : pos + fragment_size]))
+            pos += fragment_size
+        self._write_frame(FIN, bytes(view[pos:]))
+
+    def _send_control(self, opcode: int, data: bytes | str) -> None:
+        payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        if len(payload) > 125:
+            raise ValueError("control frame payload over 125 bytes")
+        self._check_can_send()
+        self._write_frame(FIN | opcode, payload)
+
+    def _receive_eof(self) -> None:
+        if self.state is State.CLOSED:
+            return
+        if self.state is State.CONNECTING:
+            self._handshake_eof()
+            return
+        self.state = State.CLOSED
+        self.close_code, self.close_reason = 1006, ""
+        self._buf.clear()
+        self._events.append(ConnectionLost())
+
+    def _fail(self, error: ProtocolError) -> None:
+        """Fail the connection (RFC 6455 §7.1.7): send a close frame once, then stop reading."""
+        if not self.close_sent:
+            self._write_frame(FIN | _CLOSE, build_close(error.close_code, error.reason))
+            self.close_sent = True
+        self.state = State.CLOSED
+        self.close_code, self.close_reason = error.close_code, error.reason
+        self._buf.clear()
+        self._events.append(ProtocolFailure(error))
+
+    # -- frames
+
+    def _parse_frames(self) -> None:
+        buf = self._buf
+        records, consumed, error = self._scanner.scan(buf, 0)
+        if records:
+            failure = None
+            with memoryview(buf) as view:
+                try:
+                    self._handle_records(view, records)
+                except ProtocolError as exc:
+                    failure = exc
+            if failure is not None:
+                # Outside the ``with``: the buffer cannot be cleared while a view of it exists.
+                self._fail(failure)
+                return
+        if self.state is State.CLOSED:
+            buf.clear()
+            return
+        if error:
+            self._fail(_scan_error(error))
+            return
+        del buf[:consumed]
+
+    def _handle_records(self, view: memoryview, records: list[int]) -> None:
+        events = self._events
+        frame_mode = self.frame_mode
+        max_size = self.options.max_message_size
+        for i in range(0, len(records), 3):
+            head = records[i]
+            start = records[i + 1]
+            end = records[i + 2]
+            opcode = head & 0x0F
+            # Fast path: a whole, unextended data message in one frame.
+            if head & 0xF0 == FIN and opcode <= _BINARY and opcode and not self._msg_opcode and not frame_mode:
+                if max_size is not None and end - start > max_size:
+                    raise MessageTooBig(f"message of {end - start} bytes exceeds the limit of {max_size}")
+                if opcode == _TEXT:
+                    try:
+                        events.append(TextMessage(str(view[start:end], "utf-8")))
+                    except UnicodeDecodeError:
+                        raise InvalidPayloadData("text message is not valid UTF-8") from None
+                else:
+                    events.append(BinaryMessage(view[start:end].tobytes()))
+                continue
+            if opcode >= _CLOSE:
+                self._handle_control(opcode, view[start:end].tobytes())
+                if self.state is State.CLOSED:
+                    return
+            else:
+                self._handle_data(head, view[start:end].tobytes())
+
+    def _handle_data(self, head: int, payload: bytes) -> None:
+        opcode = head & 0x0F
+        fin = bool(head & FIN)
+        if opcode:
+            if self._msg_opcode:
+                raise ProtocolError("new data frame while a fragmented message is unfinished")
+            self._msg_opcode = opcode
+            self._msg_rsv = head & 0x70
+            self._msg_size = 0
+            self._msg_frames = 0
+            if opcode == _TEXT:
+                self._utf8.reset()
+        elif not self._msg_opcode:
+            raise ProtocolError("continuation frame without a message to continue")
+        elif head & 0x70:
+            raise ProtocolError("reserved bit set on a continuation frame")
+
+        options = self.options
+        self._msg_frames += 1
+        if options.max_fragments is not None and self._msg_frames > options.max_fragments:
+            raise MessageTooBig(f"message spans more than {options.max_fragments} frames")
+        max_size = options.max_message_size
+        room = None if max_size is None else max_size - self._msg_size
+        if self._msg_rsv:
+            for extension in self.extensions:
+                payload = extension.decode(self._msg_rsv, payload, fin, room)
+        self._msg_size += len(payload)
+        if room is not None and len(payload) > room:
+            raise MessageTooBig(f"message exceeds the limit of {max_size} bytes")
+
+        is_text = self._msg_opcode == _TEXT
+        if is_text and not self._utf8.feed(payload):
+            raise InvalidPayloadData("text message is not valid UTF-8")
+        if fin:
+            if is_text and not self._utf8.at_boundary:
+                raise InvalidPayloadData("text message ends inside a UTF-8 sequence")
+            self._msg_opcode = 0
+        if self.frame_mode:
+            self._events.append(Frame(Opcode(opcode), payload, fin, bool(head & 0x40), bool(head & 0x20), bool(head & 0x10)))
+            return
+        if not fin:
+            self._msg_parts.append(payload)
+            return
+        if self._msg_parts:
+            self._msg_parts.append(payload)
+            payload = b"".join(self._msg_parts)
+            self._msg_parts = []
+        if is_text:
+            self._events.append(TextMessage(payload.decode("utf-8")))
+        else:
+            self._events.append(BinaryMessage(payload))
+
+    def _handle_control(self, opcode: int, payload: bytes) -> None:
+        if self.frame_mode:
+            self._events.append(Frame(Opcode(opcode), payload))
+        if opcode == _PING:
+            if self.options.auto_pong and self.state is State.OPEN:
+                self._write_frame(FIN | _PONG, payload)
+            if not self.frame_mode:
+                self._events.append(Ping(payload))
+        elif opcode == _PONG:
+            if not self.frame_mode:
+                self._events.append(Pong(payload))
+        else:
+            code, reason = parse_close(payload)
+            self.close_received = True
+            if not self.close_sent:
+                self._write_frame(FIN | _CLOSE, payload[:2])
+                self.close_sent = True
+            self.state = State.CLOSED
+            self.close_code, self.close_reason = code, reason
+            if not self.frame_mode:
+                self._events.append(CloseReceived(code, reason))
+
+    # -- handshake hooks, filled in by each side
+
+    def _receive_handshake(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _handshake_eof(self) -> None:
+        raise NotImplementedError
+
+
+class ServerConnection(Connection):
+    """The server side: parses the upgrade request, then accepts or rejects it.
+
+    A plain HTTP request (one the application answers with ``respond``) keeps
+    the connection reading the next request when HTTP/1.1 keep-alive allows.
+    """
+
+    is_client = False
+
+    def __init__(self, options: Options | None = None, *, state: State = State.CONNECTING) -> None:
+        super().__init__(options, state=state)
+        self.request: Request | None = None
+        self._request_parser: RequestParser | None = RequestParser(self.options.http_limits)
+
+    def _receive_handshake(self, data: bytes) -> None:
+        parser = self._request_parser
+        if parser is None:
+            # A request is waiting for accept() or respond(); keep what follows it.
+            self._buf += data
+            return
+        try:
+            request = parser.feed(data)
+        except HandshakeError as exc:
+            self._out.append(serialize_response(handshake.reject_response(exc.status, str(exc), [*exc.headers, ("Connection", "close")])))
+            self.state = State.CLOSED
+            self._events.append(HandshakeFailed(exc))
+            return
+        if request is None:
+            return
+        self._request_parser = None
+        self.request = request
+        self._buf += parser.leftover
+        self._events.append(RequestReceived(request))
+
+    def _handshake_eof(self) -> None:
+        self.state = State.CLOSED
+        self.close_code = 1006
+
+    def accept(
+        self,
+        subprotocol: str | None = None,
+        extensions: Sequence[ServerExtensionFactory] | None = None,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """Answer the pending request with 101 and open the connection.
+
+        Raises ``InvalidHandshake`` (with the HTTP status to answer) when the
+        request is not a valid upgrade; the caller then calls ``respond``.
+        ``subprotocol`` defaults to ``options.subprotocol`` when the client offered it.
+        """
+        request = self._pending_request()
+        handshake.check_request(request)
+        offered = handshake.offered_subprotocols(request)
+        if subprotocol is None and self.options.subprotocol in offered:
+            subprotocol = self.options.subprotocol
+        if subprotocol is not None and subprotocol not in offered:
+            raise InvalidHandshake(f"subprotocol {subprotocol!r} was not offered")
+        factories = server_extension_factories(self.options) if extensions is None else extensions
+        accepted, answer = self._negotiate_extensions(request, factories)
+        response = handshake.accept_response(
+            request, subprotocol, handshake.format_extensions(answer) if answer else None, headers
+        )
+        self._out.append(serialize_response(response))
+        self._open(subprotocol, accepted)
+        if self._buf:
+            self._parse_frames()
+
+    @staticmethod
+    def _negotiate_extensions(
+        request: Request, factories: Sequence[ServerExtensionFactory]
+    ) -> tuple[list[Extension], list[tuple[str, list[tuple[str, str | None]]]]]:
+        accepted: list[Extension] = []
+        answer: list[tuple[str, list[tuple[str, str | None]]]] = []
+        if not factories:
+            return accepted, answer
+        offers = handshake.parse_extensions(request.headers.get_all("Sec-WebSocket-Extensions"))
+        rsv_used = 0
+        for name, params in offers:
+            if any(name == done for done, _ in answer):
+                continue
+            for factory in factories:
+                if factory.name != name:
+                    continue
+                result = factory.accept(params)
+                if result is None:
+                    continue
+                response_params, extension = result
+                if extension.rsv_bits & rsv_used:
+                    continue
+                rsv_used |= extension.rsv_bits
+                accepted.append(extension)
+                answer.append((name, response_params))
+                break
+        return accepted, answer
+
+    def respond(self, response: Response, keep_alive: bool | None = None) -> None:
+        """Answer the pending request with a plain HTTP response (a rejection or a page).
+
+        With keep-alive (HTTP/1.1 without ``Connection: close``, the default)
+        the connection goes on to read the next request; otherwise it is closed.
+        """
+        request = self._pending_request()
+        if keep_alive is None:
+            keep_alive = request.version == "HTTP/1.1" and "close" not in (
+                token.lower() for token in request.headers.get_tokens("Connection")
+            )
+        if not keep_alive and "Connection" not in response.headers:
+            response.headers.add("Connection", "close")
+        self._out.append(serialize_response(response))
+        self.request = None
+        if not keep_alive:
+            self.state = State.CLOSED
+            return
+        self._request_parser = RequestParser(self.options.http_limits)
+        pending = bytes(self._buf)
+        self._buf.clear()
+        if pending:
+            self._receive_handshake(pending)
+
+    def reject(self, status: int, body: bytes | str = b"", headers: Sequence[tuple[str, str]] = ()) -> None:
+        """Refuse the pending request with an HTTP error and close."""
+        self.respond(handshake.reject_response(status, body, headers), keep_alive=False)
+
+    def _pending_request(self) -> Request:
+        if self.state is not State.CONNECTING or self.request is None:
+            raise InvalidState("no request is waiting for an answer")
+        return self.request
+
+
+class ClientConnection(Connection):
+    """The client side: sends the upgrade request at once and checks the answer."""
+
+    is_client = True
+
+    def __init__(
+        self,
+        url: str,
+        options: Options | None = None,
+        *,
+        subprotocols: Sequence[str] = (),
+        extensions: Sequence[ClientExtensionFactory] | None = None,
+        headers: Sequence[tuple[str, str]] = (),
+        origin: str | None = None,
+    ) -> None:
+        super().__init__(options)
+        secure, host, port, resource = handshake.parse_ws_url(url)
+        if not subprotocols and self.options.subprotocol is not None:
+            subprotocols = (self.options.subprotocol,)
+        self._factories = list(client_extension_factories(self.options) if extensions is None else extensions)
+        offers = [(factory.name, params) for factory in self._factories for params in factory.offers()]
+        self.handshake = handshake.ClientHandshake(
+            host,
+            port,
+            resource,
+            secure,
+            subprotocols,
+            handshake.format_extensions(offers) if offers else None,
+            origin,
+            headers,
+        )
+        self.response: Response | None = None
+        self._response_parser = ResponseParser(self.options.http_limits)
+        self._out.append(serialize_request(self.handshake.request()))
+
+    def _receive_handshake(self, data: bytes) -> None:
+        try:
+            response = self._response_parser.feed(data)
+            if response is None:
+                return
+            self.response = response
+            subprotocol, answered = self.handshake.check_response(response)
+            extensions = self._accept_extensions(answered)
+        except HandshakeError as exc:
+            self.state = State.CLOSED
+            self.close_code = 1006
+            self._events.append(HandshakeFailed(exc, self.response))
+            return
+        self._open(subprotocol, extensions)
+        self._events.append(HandshakeComplete(subprotocol, tuple(e.name for e in extensions), response))
+        leftover = self._response_parser.leftover
+        if leftover:
+            self._buf += leftover
+            self._parse_frames()
+
+    def _accept_extensions(self, answered: list[tuple[str, list[tuple[str, str | None]]]]) -> list[Extension]:
+        extensions: list[Extension] = []
+        unused = list(self._factories)
+        for name, params in answered:
+            factory = next((f for f in unused if f.name == name), None)
+            if factory is None:
+                raise InvalidHandshake(f"server answered with extension {name!r} that was not offered")
+            unused.remove(factory)
+            extensions.append(factory.accept(params))
+        return extensions
+
+    def _handshake_eof(self) -> None:
+        self.state = State.CLOSED
+        self.close_code = 1006
+        self._events.append(HandshakeFailed(InvalidHandshake("connection closed during the opening handshake")))

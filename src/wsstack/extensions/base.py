@@ -1,0 +1,63 @@
+"""The extension hook of the connection.
+
+An extension works on data messages only (control frames pass untouched, as
+RFC 6455 §5.5 leaves them no room for extension data). Outgoing, it sees a
+whole message and returns the payload plus the RSV bits of the first frame;
+incoming, it sees each frame's payload as it arrives, so a decompressor can
+stream and enforce size limits before a whole message is buffered.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Sequence
+
+ExtensionParams = list[tuple[str, "str | None"]]
+
+__all__ = ["Extension", "ExtensionParams", "ClientExtensionFactory", "ServerExtensionFactory"]
+
+
+class Extension(ABC):
+    """A negotiated extension, bound to one connection."""
+
+    #: Registered extension token, e.g. ``"permessage-deflate"``.
+    name: str
+    #: RSV bits (as they sit in a frame's first byte) this extension may set.
+    rsv_bits: int
+
+    @abstractmethod
+    def encode(self, payload: bytes) -> tuple[int, bytes]:
+        """Transform an outgoing data message; return (RSV bits of its first frame, payload)."""
+
+    @abstractmethod
+    def decode(self, message_rsv: int, payload: bytes, fin: bool, max_size: int | None) -> bytes:
+        """Transform one incoming data frame of a message whose first frame carried ``message_rsv``.
+
+        ``max_size`` is how many more bytes the message may grow by; an
+        extension that expands data must refuse (``MessageTooBig``) before it
+        produces more, and raise ``InvalidPayloadData`` for corrupt input.
+        """
+
+
+class ServerExtensionFactory(ABC):
+    """Decides, on the server, whether to accept one offer of its extension."""
+
+    name: str
+
+    @abstractmethod
+    def accept(self, offer: ExtensionParams) -> tuple[ExtensionParams, Extension] | None:
+        """Parameters to answer with and the extension, or ``None`` to decline this offer."""
+
+
+class ClientExtensionFactory(ABC):
+    """Makes the client's offer and checks the server's answer to it."""
+
+    name: str
+
+    @abstractmethod
+    def offers(self) -> Sequence[ExtensionParams]:
+        """Parameter sets to offer, in order of preference."""
+
+    @abstractmethod
+    def accept(self, response: ExtensionParams) -> Extension:
+        """The extension the server agreed to; raise ``InvalidHandshake`` if the answer is not acceptable."""

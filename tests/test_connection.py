@@ -1,0 +1,324 @@
+"""The connection state machine: messages, fragmentation, control frames, closing, limits, errors."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from wsstack.connection import ClientConnection, ServerConnection, State
+from wsstack.errors import ConnectionClosed, InvalidState, MessageTooBig, ProtocolError
+from wsstack.events import (
+    BinaryMessage,
+    CloseReceived,
+    ConnectionLost,
+    Ping,
+    Pong,
+    ProtocolFailure,
+    TextMessage,
+)
+from wsstack.frames import Frame, Opcode, parse_close
+from wsstack.options import Options
+
+from helpers import masked, open_pair, open_server, transfer, unmasked
+
+
+def feed(conn: ServerConnection | ClientConnection, data: bytes) -> list[object]:
+    conn.receive_data(data)
+    return conn.events()
+
+
+def failure_code(conn: ServerConnection | ClientConnection, events: list[object]) -> int:
+    """The close code of the failure the connection reported and put on the wire."""
+    assert isinstance(events[-1], ProtocolFailure), events
+    out = conn.data_to_send()
+    assert out[0] == 0x88, out
+    payload = out[2:]
+    if out[1] & 0x80:
+        key, payload = payload[:4], payload[4:]
+        payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    code, _ = parse_close(payload)
+    assert code == events[-1].code == conn.close_code
+    assert conn.state is State.CLOSED
+    return code
+
+
+# -- RFC 6455 §5.7 examples, received
+
+
+def test_rfc_masked_text_received_by_server() -> None:
+    server = open_server()
+    assert feed(server, bytes.fromhex("818537fa213d7f9f4d5158")) == [TextMessage("Hello")]
+
+
+def test_rfc_unmasked_text_received_by_client() -> None:
+    client, _ = open_pair()
+    assert feed(client, bytes.fromhex("810548656c6c6f")) == [TextMessage("Hello")]
+
+
+def test_rfc_fragmented_text_received_by_client() -> None:
+    client, _ = open_pair()
+    assert feed(client, bytes.fromhex("010348656c")) == []
+    assert feed(client, bytes.fromhex("80026c6f")) == [TextMessage("Hello")]
+
+
+def test_rfc_ping_answered_with_pong() -> None:
+    client, _ = open_pair()
+    assert feed(client, bytes.fromhex("890548656c6c6f")) == [Ping(b"Hello")]
+    out = client.data_to_send()
+    assert out[:2] == b"\x8a\x85"
+    key = out[2:6]
+    assert bytes(b ^ key[i % 4] for i, b in enumerate(out[6:])) == b"Hello"
+
+
+def test_rfc_binary_16_and_64_bit_lengths() -> None:
+    client, _ = open_pair()
+    small = bytes(range(256))
+    big = b"\x5a" * 65536
+    events = feed(client, bytes.fromhex("827e0100") + small + bytes.fromhex("827f0000000000010000") + big)
+    assert events == [BinaryMessage(small), BinaryMessage(big)]
+
+
+# -- round trips
+
+
+messages = st.lists(st.one_of(st.text(max_size=300), st.binary(max_size=300)), max_size=8)
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(messages, st.one_of(st.none(), st.integers(1, 64)), st.data())
+def test_round_trip_client_to_server_any_chunking(msgs: list[str | bytes], fragment: int | None, data: st.DataObject) -> None:
+    client, server = open_pair()
+    for msg in msgs:
+        client.send(msg, fragment_size=fragment)
+    wire = client.data_to_send()
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(wire)), max_size=10)))
+    received: list[object] = []
+    for a, b in zip([0, *cuts], [*cuts, len(wire)]):
+        if a < b:
+            received += feed(server, wire[a:b])
+    expected = [TextMessage(m) if isinstance(m, str) else BinaryMessage(m) for m in msgs]
+    assert received == expected
+
+
+@settings(max_examples=100)
+@given(messages, st.one_of(st.none(), st.integers(1, 64)), st.data())
+def test_round_trip_server_to_client_byte_by_byte_or_chunks(msgs: list[str | bytes], fragment: int | None, data: st.DataObject) -> None:
+    client, server = open_pair()
+    for msg in msgs:
+        server.send(msg, fragment_size=fragment)
+    wire = server.data_to_send()
+    size = data.draw(st.integers(1, 17))
+    received: list[object] = []
+    for i in range(0, len(wire), size):
+        received += feed(client, wire[i : i + size])
+    assert received == [TextMessage(m) if isinstance(m, str) else BinaryMessage(m) for m in msgs]
+
+
+def test_control_frames_between_fragments() -> None:
+    server = open_server()
+    wire = masked(0x01, b"Hel") + masked(0x89, b"p1") + masked(0x00, b"l") + masked(0x8A, b"p2") + masked(0x80, b"o")
+    assert feed(server, wire) == [Ping(b"p1"), Pong(b"p2"), TextMessage("Hello")]
+    assert server.data_to_send() == unmasked(0x8A, b"p1")
+
+
+def test_utf8_code_point_split_across_fragments() -> None:
+    server = open_server()
+    euro = "€".encode()
+    wire = masked(0x01, euro[:1]) + masked(0x00, euro[1:2]) + masked(0x80, euro[2:])
+    assert feed(server, wire) == [TextMessage("€")]
+
+
+def test_large_message_sent_unjoined_but_identical() -> None:
+    client, server = open_pair()
+    payload = bytes(range(256)) * 1024
+    server.send_binary(payload)
+    buffers = server.buffers_to_send()
+    assert len(buffers) == 2 and buffers[1] is payload
+    assert feed(client, b"".join(buffers)) == [BinaryMessage(payload)]
+
+
+# -- frame mode
+
+
+def test_frame_mode_yields_every_frame() -> None:
+    server = open_server()
+    server.frame_mode = True
+    wire = masked(0x01, b"Hel") + masked(0x89, b"!") + masked(0x80, b"lo") + masked(0x82, b"\x00")
+    events = feed(server, wire)
+    assert events == [
+        Frame(Opcode.TEXT, b"Hel", False),
+        Frame(Opcode.PING, b"!", True),
+        Frame(Opcode.CONTINUATION, b"lo", True),
+        Frame(Opcode.BINARY, b"\x00", True),
+    ]
+    assert server.data_to_send() == unmasked(0x8A, b"!")
+
+
+def test_frame_mode_still_validates_utf8() -> None:
+    server = open_server()
+    server.frame_mode = True
+    events = feed(server, masked(0x01, b"ok") + masked(0x80, b"\xc0\xaf"))
+    assert events[0] == Frame(Opcode.TEXT, b"ok", False)
+    assert failure_code(server, events) == 1007
+
+
+# -- pings and pongs
+
+
+def test_auto_pong_can_be_turned_off() -> None:
+    server = open_server(Options(auto_pong=False))
+    assert feed(server, masked(0x89, b"x")) == [Ping(b"x")]
+    assert server.data_to_send() == b""
+    server.pong(b"x")
+    assert server.data_to_send() == unmasked(0x8A, b"x")
+
+
+def test_ping_payload_limit() -> None:
+    client, _ = open_pair()
+    with pytest.raises(ValueError):
+        client.ping(b"x" * 126)
+    client.ping("é" * 62)
+    assert len(client.data_to_send()) == 2 + 4 + 124
+
+
+# -- closing handshake
+
+
+def test_close_initiated_by_client() -> None:
+    client, server = open_pair()
+    client.close(1000, "done")
+    assert client.state is State.CLOSING
+    assert transfer(client, server) == [CloseReceived(1000, "done")]
+    assert server.state is State.CLOSED
+    assert transfer(server, client) == [CloseReceived(1000, "")]
+    assert client.state is State.CLOSED
+    assert client.close_code == server.close_code == 1000
+
+
+def test_close_initiated_by_server_with_empty_payload() -> None:
+    client, server = open_pair()
+    server.close(None)
+    assert transfer(server, client) == [CloseReceived(1005, "")]
+    assert transfer(client, server) == [CloseReceived(1005, "")]
+    assert client.state is server.state is State.CLOSED
+
+
+def test_messages_after_close_are_refused_with_typed_error() -> None:
+    client, server = open_pair()
+    server.close(1001, "going away")
+    transfer(server, client)
+    with pytest.raises(ConnectionClosed) as info:
+        client.send("late")
+    assert info.value.code == 1001
+    with pytest.raises(ConnectionClosed):
+        server.ping()
+
+
+def test_data_still_delivered_while_closing() -> None:
+    client, server = open_pair()
+    server.close()
+    client.send("in flight")
+    assert transfer(client, server) == [TextMessage("in flight")]
+
+
+def test_close_rejects_unsendable_codes() -> None:
+    client, _ = open_pair()
+    for code in (1005, 1006, 1015, 999, 5000):
+        with pytest.raises(ValueError):
+            client.close(code)
+
+
+def test_eof_without_close_is_1006() -> None:
+    server = open_server()
+    assert feed(server, masked(0x81, b"x")[:3]) == []
+    assert feed(server, b"") == [ConnectionLost()]
+    assert server.close_code == 1006 and server.state is State.CLOSED
+    assert feed(server, masked(0x81, b"x")) == []
+
+
+def test_send_before_handshake_is_invalid_state() -> None:
+    server = ServerConnection()
+    with pytest.raises(InvalidState):
+        server.send("too early")
+
+
+# -- every error path and its close code
+
+
+ERROR_CASES = {
+    "reserved opcode 3": (masked(0x83, b""), 1002),
+    "reserved opcode 0xB": (masked(0x8B, b""), 1002),
+    "rsv1 without extension": (masked(0xC1, b"x"), 1002),
+    "rsv3 without extension": (masked(0x91, b"x"), 1002),
+    "unmasked client frame": (unmasked(0x81, b"x"), 1002),
+    "control too long": (masked(0x89, b"x" * 126), 1002),
+    "fragmented ping": (masked(0x09, b"x"), 1002),
+    "64-bit high bit": (bytes((0x82, 0xFF)) + (2**63 + 5).to_bytes(8, "big") + b"\x00" * 4, 1002),
+    "continuation without start": (masked(0x80, b"x"), 1002),
+    "text during fragmented message": (masked(0x01, b"a") + masked(0x81, b"b"), 1002),
+    "invalid utf-8 single frame": (masked(0x81, b"\xff"), 1007),
+    "invalid utf-8 in fragment": (masked(0x01, b"ok") + masked(0x00, b"\xed\xa0\x80"), 1007),
+    "truncated utf-8 at end": (masked(0x01, b"ok") + masked(0x80, b"\xe2\x82"), 1007),
+    "close with one byte": (masked(0x88, b"\x03"), 1002),
+    "close code 999": (masked(0x88, (999).to_bytes(2, "big")), 1002),
+    "close code 1005": (masked(0x88, (1005).to_bytes(2, "big")), 1002),
+    "close code 1006": (masked(0x88, (1006).to_bytes(2, "big")), 1002),
+    "close code 1015": (masked(0x88, (1015).to_bytes(2, "big")), 1002),
+    "close code 2000": (masked(0x88, (2000).to_bytes(2, "big")), 1002),
+    "close reason invalid utf-8": (masked(0x88, b"\x03\xe8\xc3\x28"), 1007),
+    "frame over the limit": (masked(0x82, b"x" * 1001), 1009),
+    "message over the limit": (masked(0x02, b"x" * 600) + masked(0x80, b"x" * 600), 1009),
+    "too many fragments": (masked(0x02, b"") + masked(0x00, b"") * 10 + masked(0x80, b""), 1009),
+}
+
+
+@pytest.mark.parametrize("name", list(ERROR_CASES))
+def test_error_paths_send_their_close_code(name: str) -> None:
+    wire, code = ERROR_CASES[name]
+    server = open_server(Options(max_message_size=1000, max_fragments=10))
+    assert failure_code(server, feed(server, wire)) == code
+    # Whatever follows a failure is ignored.
+    assert feed(server, masked(0x81, b"after")) == []
+
+
+def test_oversized_frame_refused_from_header_alone() -> None:
+    server = open_server(Options(max_message_size=1 << 20))
+    header = bytes((0x82, 0xFF)) + (2**40).to_bytes(8, "big") + b"\x01\x02\x03\x04"
+    events = feed(server, header)
+    assert failure_code(server, events) == 1009
+    assert isinstance(events[-1].error, MessageTooBig)
+
+
+def test_client_refuses_masked_server_frame() -> None:
+    client, _ = open_pair()
+    assert failure_code(client, feed(client, masked(0x81, b"x"))) == 1002
+
+
+def test_messages_before_an_error_are_kept() -> None:
+    server = open_server()
+    events = feed(server, masked(0x81, b"one") + masked(0x82, b"two") + masked(0x83, b""))
+    assert events[:2] == [TextMessage("one"), BinaryMessage(b"two")]
+    assert failure_code(server, events) == 1002
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=400), st.booleans(), st.integers(1, 50))
+def test_random_bytes_never_raise(garbage: bytes, as_client: bool, chunk: int) -> None:
+    """Whatever a peer sends after the handshake, only typed events come out."""
+    if as_client:
+        conn: ServerConnection | ClientConnection = open_pair(client_options=Options(max_message_size=256))[0]
+    else:
+        conn = open_server(Options(max_message_size=256))
+    for i in range(0, len(garbage), chunk):
+        conn.receive_data(garbage[i : i + chunk])
+    conn.receive_data(b"")
+    events = conn.events()
+    allowed = (TextMessage, BinaryMessage, Ping, Pong, CloseReceived, ProtocolFailure, ConnectionLost)
+    assert all(isinstance(e, allowed) for e in events)
+    assert conn.state is State.CLOSED
+    failures = [e for e in events if isinstance(e, ProtocolFailure)]
+    assert all(isinstance(f.error, ProtocolError) and f.code in (1002, 1007, 1009) for f in failures)
+    # Nothing comes after the end of the connection.
+    ends = [i for i, e in enumerate(events) if isinstance(e, (ProtocolFailure, ConnectionLost, CloseReceived))]
+    assert len(ends) == 1 and ends[0] == len(events) - 1

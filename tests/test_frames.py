@@ -1,0 +1,110 @@
+"""Frame serialization and close payloads, checked against RFC 6455 §5.7 byte for byte."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from wsstack.errors import InvalidPayloadData, ProtocolError
+from wsstack.frames import (
+    FIN,
+    MaskKeys,
+    Opcode,
+    build_close,
+    frame_header,
+    is_sendable_close_code,
+    parse_close,
+    serialize_frame,
+)
+
+from helpers import masked, unmasked
+
+KEY = bytes.fromhex("37fa213d")
+
+
+def test_rfc6455_single_frame_unmasked_text() -> None:
+    assert serialize_frame(FIN | Opcode.TEXT, b"Hello") == bytes.fromhex("810548656c6c6f")
+
+
+def test_rfc6455_single_frame_masked_text() -> None:
+    assert serialize_frame(FIN | Opcode.TEXT, b"Hello", KEY) == bytes.fromhex("818537fa213d7f9f4d5158")
+
+
+def test_rfc6455_fragmented_unmasked_text() -> None:
+    first = serialize_frame(Opcode.TEXT, b"Hel")
+    last = serialize_frame(FIN | Opcode.CONTINUATION, b"lo")
+    assert first == bytes.fromhex("010348656c")
+    assert last == bytes.fromhex("80026c6f")
+
+
+def test_rfc6455_ping_and_masked_pong() -> None:
+    assert serialize_frame(FIN | Opcode.PING, b"Hello") == bytes.fromhex("890548656c6c6f")
+    assert serialize_frame(FIN | Opcode.PONG, b"Hello", KEY) == bytes.fromhex("8a8537fa213d7f9f4d5158")
+
+
+def test_rfc6455_256_bytes_binary_uses_16_bit_length() -> None:
+    data = bytes(range(256))
+    assert serialize_frame(FIN | Opcode.BINARY, data) == bytes.fromhex("827e0100") + data
+
+
+def test_rfc6455_64_kib_binary_uses_64_bit_length() -> None:
+    data = b"\xab" * 65536
+    assert serialize_frame(FIN | Opcode.BINARY, data) == bytes.fromhex("827f0000000000010000") + data
+
+
+@pytest.mark.parametrize("length", [0, 1, 125, 126, 127, 65535, 65536, 70000])
+def test_length_forms_match_independent_encoder(length: int) -> None:
+    payload = bytes(i % 251 for i in range(length))
+    assert serialize_frame(FIN | Opcode.BINARY, payload) == unmasked(0x82, payload)
+    assert serialize_frame(FIN | Opcode.BINARY, payload, KEY) == masked(0x82, payload, KEY)
+    assert len(frame_header(0x82, length)) == {True: 2, False: 4 if length < 65536 else 10}[length < 126]
+
+
+@given(st.binary(max_size=300), st.binary(min_size=4, max_size=4), st.integers(0, 0x0F))
+def test_masked_serialization_matches_reference(payload: bytes, key: bytes, opcode: int) -> None:
+    assert serialize_frame(FIN | opcode, payload, key) == masked(FIN | opcode, payload, key)
+
+
+def test_mask_keys_are_4_bytes_and_vary() -> None:
+    keys = MaskKeys()
+    drawn = [keys.next() for _ in range(3000)]
+    assert all(len(k) == 4 for k in drawn)
+    # 3000 draws cross a batch boundary; a CSPRNG repeats a 32-bit key rarely.
+    assert len(set(drawn)) > 2990
+
+
+def test_close_payload_round_trip() -> None:
+    assert parse_close(build_close(1000, "bye")) == (1000, "bye")
+    assert parse_close(build_close(4999, "é" * 61)) == (4999, "é" * 61)
+    assert parse_close(b"") == (1005, "")
+    assert build_close(None) == b""
+
+
+@pytest.mark.parametrize("code", [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535])
+def test_unsendable_close_codes(code: int) -> None:
+    assert not is_sendable_close_code(code)
+    with pytest.raises(ValueError):
+        build_close(code)
+    with pytest.raises(ProtocolError) as info:
+        parse_close(code.to_bytes(2, "big"))
+    assert info.value.close_code == 1002
+
+
+@pytest.mark.parametrize("code", [1000, 1001, 1002, 1003, 1007, 1010, 1011, 1014, 3000, 4999])
+def test_sendable_close_codes(code: int) -> None:
+    assert is_sendable_close_code(code)
+    assert parse_close(build_close(code)) == (code, "")
+
+
+def test_close_payload_errors() -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_close(b"\x03")
+    assert info.value.close_code == 1002
+    with pytest.raises(InvalidPayloadData) as bad_reason:
+        parse_close(b"\x03\xe8\xff")
+    assert bad_reason.value.close_code == 1007
+    with pytest.raises(ValueError):
+        build_close(1000, "x" * 124)
+    with pytest.raises(ValueError):
+        build_close(None, "reason without code")
