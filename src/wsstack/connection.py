@@ -11,6 +11,7 @@ decide: message assembly, UTF-8, limits, control frames.
 from __future__ import annotations
 
 import enum
+import sys
 from typing import Sequence
 
 from . import handshake
@@ -294,15 +295,10 @@ class Connection:
         buf = self._buf
         records, consumed, error = self._scanner.scan(buf, 0)
         if records:
-            failure = None
-            with memoryview(buf) as view:
-                try:
-                    self._handle_records(view, records)
-                except ProtocolError as exc:
-                    failure = exc
-            if failure is not None:
-                # Outside the ``with``: the buffer cannot be cleared while a view of it exists.
-                self._fail(failure)
+            try:
+                self._handle_records(buf, records)
+            except ProtocolError as exc:
+                self._fail(exc)
                 return
         if self.state is State.CLOSED:
             buf.clear()
@@ -312,33 +308,35 @@ class Connection:
             return
         del buf[:consumed]
 
-    def _handle_records(self, view: memoryview, records: list[int]) -> None:
-        events = self._events
-        frame_mode = self.frame_mode
+    def _handle_records(self, buf: bytearray, records: list[int]) -> None:
+        append = self._events.append
         max_size = self.options.max_message_size
-        for i in range(0, len(records), 3):
-            head = records[i]
-            start = records[i + 1]
-            end = records[i + 2]
-            opcode = head & 0x0F
-            # Fast path: a whole, unextended data message in one frame.
-            if head & 0xF0 == FIN and opcode <= _BINARY and opcode and not self._msg_opcode and not frame_mode:
-                if max_size is not None and end - start > max_size:
-                    raise MessageTooBig(f"message of {end - start} bytes exceeds the limit of {max_size}")
-                if opcode == _TEXT:
+        if max_size is None:
+            max_size = sys.maxsize
+        # Whole unextended messages in one frame skip the general path below.
+        fast = not self.frame_mode and not self._msg_opcode
+        it = iter(records)
+        with memoryview(buf) as view:
+            for head, start, end in zip(it, it, it):
+                if fast and (head == 0x81 or head == 0x82):
+                    if end - start > max_size:
+                        raise MessageTooBig(f"message of {end - start} bytes exceeds the limit of {max_size}")
+                    if head == 0x82:
+                        append(BinaryMessage(view[start:end].tobytes()))
+                        continue
                     try:
-                        events.append(TextMessage(str(view[start:end], "utf-8")))
+                        # Decoding a bytearray slice beats decoding a memoryview slice for small frames.
+                        append(TextMessage(buf[start:end].decode()))
                     except UnicodeDecodeError:
                         raise InvalidPayloadData("text message is not valid UTF-8") from None
+                    continue
+                if head & 0x08:
+                    self._handle_control(head & 0x0F, view[start:end].tobytes())
+                    if self.state is State.CLOSED:
+                        return
                 else:
-                    events.append(BinaryMessage(view[start:end].tobytes()))
-                continue
-            if opcode >= _CLOSE:
-                self._handle_control(opcode, view[start:end].tobytes())
-                if self.state is State.CLOSED:
-                    return
-            else:
-                self._handle_data(head, view[start:end].tobytes())
+                    self._handle_data(head, view[start:end].tobytes())
+                fast = not self.frame_mode and not self._msg_opcode
 
     def _handle_data(self, head: int, payload: bytes) -> None:
         opcode = head & 0x0F
