@@ -331,6 +331,10 @@ class Connection:
                         raise InvalidPayloadData("text message is not valid UTF-8") from None
                     continue
                 if head & 0x08:
+                    if head & 0x70:
+                        # Extensions never see control frames, so no RSV bit means anything there;
+                        # the scanner lets negotiated bits through (RFC 7692 §6 forbids RSV1 here).
+                        raise ProtocolError("reserved bit set on a control frame")
                     self._handle_control(head & 0x0F, view[start:end].tobytes())
                     if self.state is State.CLOSED:
                         return
@@ -464,14 +468,19 @@ class ServerConnection(Connection):
         subprotocol: str | None = None,
         extensions: Sequence[ServerExtensionFactory] | None = None,
         headers: Sequence[tuple[str, str]] = (),
+        options: Options | None = None,
     ) -> None:
         """Answer the pending request with 101 and open the connection.
 
         Raises ``InvalidHandshake`` (with the HTTP status to answer) when the
         request is not a valid upgrade; the caller then calls ``respond``.
+        ``options`` replaces the connection's options from here on (a route
+        may upgrade with other limits or compression than the server's);
         ``subprotocol`` defaults to ``options.subprotocol`` when the client offered it.
         """
         request = self._pending_request()
+        if options is not None:
+            self.options = options
         handshake.check_request(request)
         offered = handshake.offered_subprotocols(request)
         if subprotocol is None and self.options.subprotocol in offered:

@@ -1,0 +1,351 @@
+"""The asyncio WebSocket connection: the seed's connection API over the sans-IO core.
+
+Bytes arrive through an ``asyncio.Protocol`` (no streams: one less buffer
+and one less copy per read), go straight into the core, and the events it
+returns are queued for ``recv()``. Everything the core wants written is
+written at once; a send only waits when the transport's buffer is over its
+high-water mark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import time
+from typing import Any, AsyncIterator, Callable
+
+from ..connection import Connection, State
+from ..errors import ConnectionClosed, InvalidState
+from ..events import BinaryMessage, CloseReceived, ConnectionLost, Ping, Pong, ProtocolFailure, TextMessage
+from ..frames import Frame, Opcode
+
+__all__ = ["WebSocket"]
+
+logger = logging.getLogger("wsstack")
+
+Message = str | bytes
+
+
+class WebSocket:
+    """One WebSocket connection, server or client side.
+
+    ``recv()`` returns ``str`` for text and ``bytes`` for binary messages and
+    ``None`` once the connection is closed; ``recv_frame()`` switches the
+    connection to frame mode for good and returns every frame as it comes,
+    control frames included.
+    """
+
+    def __init__(self, core: Connection, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._core = core
+        self._transport = transport
+        self._loop = loop
+        options = core.options
+        self._max_queue = max(1, options.max_queue)
+        self._close_timeout = options.close_timeout
+        self._queue: collections.deque[Any] = collections.deque()
+        self._recv_waiter: asyncio.Future[None] | None = None
+        self._reading_paused = False
+        self._writing_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
+        self._lost: asyncio.Future[None] = loop.create_future()
+        self._close_timer: asyncio.TimerHandle | None = None
+        self._heartbeat: asyncio.TimerHandle | None = None
+        self._ping_deadline: asyncio.TimerHandle | None = None
+        self._on_close: Callable[[WebSocket], None] | None = None
+        transport.set_write_buffer_limits(high=options.write_limit)
+        if options.ping_interval:
+            self._heartbeat = loop.call_later(options.ping_interval, self._send_heartbeat)
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def is_open(self) -> bool:
+        return self._core.state is State.OPEN
+
+    @property
+    def close_code(self) -> int | None:
+        return self._core.close_code
+
+    @property
+    def close_reason(self) -> str:
+        return self._core.close_reason
+
+    @property
+    def subprotocol(self) -> str | None:
+        return self._core.subprotocol
+
+    @property
+    def extensions(self) -> list[str]:
+        return [extension.name for extension in self._core.extensions]
+
+    @property
+    def remote_address(self) -> Any:
+        return self._transport.get_extra_info("peername")
+
+    @property
+    def core(self) -> Connection:
+        """The sans-IO connection underneath, for what this API does not cover."""
+        return self._core
+
+    # ------------------------------------------------------------- receiving
+
+    async def recv(self) -> Message | None:
+        """The next message: ``str`` for text, ``bytes`` for binary, ``None`` once closed."""
+        if self._core.frame_mode:
+            raise InvalidState("recv_frame() switched this connection to frame mode")
+        return await self._next()
+
+    async def recv_frame(self) -> Frame | None:
+        """The next frame, control frames included; ``None`` once closed."""
+        if not self._core.frame_mode:
+            self._core.frame_mode = True
+            # Messages already assembled are handed over as single frames.
+            self._queue = collections.deque(
+                item if isinstance(item, Frame) else Frame(Opcode.TEXT if isinstance(item, str) else Opcode.BINARY,
+                                                           item.encode() if isinstance(item, str) else item)
+                for item in self._queue
+            )
+        return await self._next()
+
+    async def _next(self) -> Any:
+        queue = self._queue
+        while not queue:
+            if self._lost.done() or self._core.state is State.CLOSED:
+                return None
+            waiter = self._recv_waiter = self._loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._recv_waiter = None
+        item = queue.popleft()
+        if self._reading_paused and len(queue) <= self._max_queue // 2:
+            self._reading_paused = False
+            self._transport.resume_reading()
+        return item
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Message]:
+        while (message := await self.recv()) is not None:
+            yield message
+
+    # --------------------------------------------------------------- sending
+
+    async def send(self, message: Message | bytearray | memoryview) -> None:
+        """Send ``str`` as a text message and anything bytes-like as binary."""
+        self._core.send(message)
+        self._flush()
+        if self._writing_paused:
+            await self._drain()
+
+    async def send_binary(self, data: bytes | bytearray | memoryview) -> None:
+        self._core.send_binary(data)
+        self._flush()
+        if self._writing_paused:
+            await self._drain()
+
+    def ping(self, data: bytes | str = b"") -> asyncio.Future[float]:
+        """Send a ping now; the returned future resolves with the round-trip time in seconds.
+
+        Without data a random 4-byte payload is used so the pong can be matched.
+        A pong acknowledges its ping and every ping sent before it (RFC 6455
+        lets a peer answer only the latest of several pings).
+        """
+        payload = data.encode() if isinstance(data, str) else bytes(data)
+        if not payload:
+            payload = os.urandom(4)
+        if payload in self._pings:
+            raise ValueError("a ping with this payload is already waiting for its pong")
+        self._core.ping(payload)
+        self._flush()
+        waiter: asyncio.Future[float] = self._loop.create_future()
+        # Retrieve a failure even when nobody awaits it (fire-and-forget pings).
+        waiter.add_done_callback(_consume_exception)
+        self._pings[payload] = (waiter, time.monotonic())
+        return waiter
+
+    async def pong(self, data: bytes | str = b"") -> None:
+        self._core.pong(data)
+        self._flush()
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Run the closing handshake, waiting at most ``close_timeout`` for the peer."""
+        core = self._core
+        if core.state is State.OPEN:
+            core.close(code, reason)
+            self._flush()
+            self._after_events()
+        await self.wait_closed()
+
+    async def wait_closed(self) -> None:
+        """Wait until the TCP connection is gone (closing it after ``close_timeout``)."""
+        if self._lost.done():
+            return
+        if self._close_timer is None and self._close_timeout is not None:
+            self._close_timer = self._loop.call_later(self._close_timeout, self._transport.abort)
+        await asyncio.shield(self._lost)
+
+    async def __aenter__(self) -> WebSocket:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------ transport events
+
+    def _data_received(self, data: bytes) -> None:
+        core = self._core
+        core.receive_data(data)
+        events = core.events()
+        if events:
+            self._dispatch(events)
+        self._flush()
+        if core.state is State.CLOSED:
+            self._after_events()
+
+    def _eof_received(self) -> None:
+        self._core.receive_data(b"")
+        self._dispatch(self._core.events())
+        self._after_events()
+
+    def _connection_lost(self, exc: Exception | None) -> None:
+        core = self._core
+        if core.state is not State.CLOSED:
+            core.receive_data(b"")
+            self._dispatch(core.events())
+        for timer in (self._close_timer, self._heartbeat, self._ping_deadline):
+            if timer is not None:
+                timer.cancel()
+        if not self._lost.done():
+            self._lost.set_result(None)
+        error = ConnectionClosed(core.close_code or 1006, core.close_reason)
+        for waiter, _ in self._pings.values():
+            if not waiter.done():
+                waiter.set_exception(error)
+        self._pings.clear()
+        self._wake_drain(error)
+        self._wake_recv()
+        if self._on_close is not None:
+            self._on_close(self)
+
+    def _pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def _resume_writing(self) -> None:
+        self._writing_paused = False
+        self._wake_drain(None)
+
+    # ------------------------------------------------------------- internals
+
+    def _dispatch(self, events: list[Any]) -> None:
+        queue = self._queue
+        for event in events:
+            kind = type(event)
+            if kind is TextMessage or kind is BinaryMessage:
+                queue.append(event.data)
+            elif kind is Frame:
+                queue.append(event)
+                if event.opcode == Opcode.PONG:
+                    self._acknowledge(event.payload)
+            elif kind is Pong:
+                self._acknowledge(event.data)
+            elif kind is ProtocolFailure:
+                logger.info("failing connection: %s (%d)", event.error, event.code)
+            elif kind is not Ping and kind is not CloseReceived and kind is not ConnectionLost:
+                logger.debug("unhandled event %r", event)
+        if queue:
+            self._wake_recv()
+            if not self._reading_paused and len(queue) >= self._max_queue:
+                self._reading_paused = True
+                self._transport.pause_reading()
+
+    def _after_events(self) -> None:
+        """Once the core is closed: the server drops TCP now, a client gives the server time to."""
+        if self._core.state is not State.CLOSED or self._lost.done():
+            return
+        self._wake_recv()
+        if not self._core.is_client or not self._core.close_received:
+            self._transport.close()
+        elif self._close_timer is None and self._close_timeout is not None:
+            self._close_timer = self._loop.call_later(self._close_timeout, self._transport.abort)
+
+    def _acknowledge(self, payload: bytes) -> None:
+        if payload not in self._pings:
+            return
+        now = time.monotonic()
+        while self._pings:
+            key, (waiter, sent) = next(iter(self._pings.items()))
+            del self._pings[key]
+            if not waiter.done():
+                waiter.set_result(now - sent)
+            if key == payload:
+                break
+
+    def _flush(self) -> None:
+        data = self._core.data_to_send()
+        if data:
+            self._transport.write(data)
+
+    def _wake_recv(self) -> None:
+        waiter = self._recv_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _drain(self) -> None:
+        if self._lost.done():
+            raise ConnectionClosed(self._core.close_code or 1006, self._core.close_reason)
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        self._drain_waiters.append(waiter)
+        await waiter
+
+    def _wake_drain(self, error: Exception | None) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                if error is None:
+                    waiter.set_result(None)
+                else:
+                    waiter.set_exception(error)
+
+    # -- heartbeat: timer callbacks, not a task, so an idle connection costs no coroutine
+
+    def _send_heartbeat(self) -> None:
+        options = self._core.options
+        if self._core.state is not State.OPEN:
+            return
+        try:
+            waiter = self.ping()
+        except ConnectionClosed:
+            return
+        if options.ping_timeout:
+            self._ping_deadline = self._loop.call_later(options.ping_timeout, self._heartbeat_timeout, waiter)
+        waiter.add_done_callback(self._heartbeat_answered)
+
+    def _heartbeat_answered(self, waiter: asyncio.Future[float]) -> None:
+        if self._ping_deadline is not None:
+            self._ping_deadline.cancel()
+            self._ping_deadline = None
+        interval = self._core.options.ping_interval
+        if not waiter.cancelled() and waiter.exception() is None and interval and not self._lost.done():
+            self._heartbeat = self._loop.call_later(interval, self._send_heartbeat)
+
+    def _heartbeat_timeout(self, waiter: asyncio.Future[float]) -> None:
+        if waiter.done():
+            return
+        logger.info("no pong within ping_timeout: closing with 1011")
+        core = self._core
+        if core.state is State.OPEN:
+            core.close(1011, "keepalive ping timeout")
+            self._flush()
+        self._transport.close()
+        if self._close_timeout is not None:
+            self._close_timer = self._loop.call_later(self._close_timeout, self._transport.abort)
+
+
+def _consume_exception(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()

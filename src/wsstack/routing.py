@@ -1,0 +1,158 @@
+"""HTTP routes and the request context, shared by the asyncio and sync servers.
+
+Nothing here does I/O: a transport resolves a request to a handler, builds
+a ``RequestContext`` subclass that knows how to upgrade on its own
+transport, and sends whatever ``context.response`` holds when the handler
+returns without upgrading.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any, Callable, Generic, Sequence, TypeVar
+
+from . import handshake
+from .http11 import Headers, Request, Response
+
+__all__ = ["Router", "RequestContext", "HTTPResponse", "Route", "origin_allowed", "plain_response"]
+
+H = TypeVar("H", bound=Callable[..., Any])
+
+
+@dataclass(slots=True)
+class HTTPResponse:
+    """The answer a handler builds for a plain HTTP request (any request it does not upgrade)."""
+
+    status: int = 200
+    headers: Headers = field(default_factory=Headers)
+    body: bytes | str = b""
+
+    def set_status(self, status: int) -> None:
+        self.status = int(status)
+
+    def set_header(self, name: str, value: str) -> None:
+        """Replace every value of ``name`` with ``value``."""
+        kept = [(n, v) for n, v in self.headers.items() if n.lower() != name.lower()]
+        self.headers = Headers([*kept, (name, value)])
+
+    def to_response(self) -> Response:
+        body = self.body
+        headers = Headers(self.headers.items())
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+            if "Content-Type" not in headers:
+                headers.add("Content-Type", "text/plain; charset=utf-8")
+        return Response(self.status, _reason(self.status), headers, body=body)
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+def plain_response(status: int, text: str = "", headers: Sequence[tuple[str, str]] = ()) -> Response:
+    """A short text answer: the body defaults to the status phrase."""
+    return HTTPResponse(status, Headers(headers), text or f"{status} {_reason(status)}\n").to_response()
+
+
+class RequestContext:
+    """What a route handler receives: the request, the response to fill, and the upgrade.
+
+    Transports subclass it to implement ``upgrade_to_websocket``.
+    """
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self.response = HTTPResponse()
+
+    @property
+    def method(self) -> str:
+        return self.request.method
+
+    @property
+    def path(self) -> str:
+        return self.request.path
+
+    @property
+    def query_params(self) -> dict[str, list[str]]:
+        return self.request.query_params
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        return self.request.headers.get(name, default)
+
+    def is_websocket_upgrade(self) -> bool:
+        return handshake.is_upgrade_request(self.request)
+
+    def offered_subprotocols(self) -> list[str]:
+        """Subprotocols the client offered, in its order of preference."""
+        try:
+            return handshake.offered_subprotocols(self.request)
+        except handshake.InvalidHandshake:
+            return []
+
+    # Seed spelling: ``ctx.resp().set_status(...)``.
+    def resp(self) -> HTTPResponse:
+        return self.response
+
+
+@dataclass(frozen=True, slots=True)
+class Route(Generic[H]):
+    path: str
+    methods: frozenset[str]
+    handler: H
+
+
+class Router(Generic[H]):
+    """Exact-path routes; an unknown path is 404 and a known path with another method is 405."""
+
+    def __init__(self) -> None:
+        self._routes: dict[str, dict[str, H]] = {}
+
+    def route(self, path: str, methods: Sequence[str] = ("GET",)) -> Callable[[H], H]:
+        if not path.startswith("/"):
+            raise ValueError("a route path starts with '/'")
+
+        def register(handler: H) -> H:
+            table = self._routes.setdefault(path, {})
+            for method in methods:
+                table[method.upper()] = handler
+            return handler
+
+        return register
+
+    def get(self, path: str) -> Callable[[H], H]:
+        return self.route(path, ("GET",))
+
+    def post(self, path: str) -> Callable[[H], H]:
+        return self.route(path, ("POST",))
+
+    def put(self, path: str) -> Callable[[H], H]:
+        return self.route(path, ("PUT",))
+
+    def delete(self, path: str) -> Callable[[H], H]:
+        return self.route(path, ("DELETE",))
+
+    def resolve(self, method: str, path: str) -> tuple[H | None, Response | None]:
+        """The handler for a request, or the 404/405 answer when there is none."""
+        table = self._routes.get(path)
+        if table is None:
+            return None, plain_response(404)
+        handler = table.get(method)
+        if handler is None:
+            return None, plain_response(405, headers=[("Allow", ", ".join(sorted(table)))])
+        return handler, None
+
+
+def origin_allowed(request: Request, allowed: Sequence[str] | None) -> bool:
+    """Cross-site WebSocket hijacking guard.
+
+    Browsers always send ``Origin``; a request without one comes from a
+    non-browser client, which a cookie-riding page cannot make, so it passes.
+    """
+    if allowed is None:
+        return True
+    origin = request.headers.get("Origin")
+    return origin is None or origin in allowed
