@@ -18,6 +18,7 @@ from . import handshake
 from .errors import (
     ConnectionClosed,
     HandshakeError,
+    InternalError,
     InvalidHandshake,
     InvalidPayloadData,
     InvalidState,
@@ -203,6 +204,16 @@ class Connection:
         else:
             self.state = State.CLOSING
             self.close_code, self.close_reason = (1005 if code is None else code), reason
+
+    def fail(self, code: int = 1011, reason: str = "") -> None:
+        """Fail the connection from this side (a timeout, an internal error): close frame, then closed.
+
+        Unlike ``close`` it does not wait for the peer's answer; the transport
+        drops the TCP connection once the close frame is written.
+        """
+        if self.state is State.CLOSED:
+            return
+        self._fail(InternalError(reason, close_code=code))
 
     # ------------------------------------------------------------ internals
 

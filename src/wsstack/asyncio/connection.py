@@ -337,10 +337,8 @@ class WebSocket:
         if waiter.done():
             return
         logger.info("no pong within ping_timeout: closing with 1011")
-        core = self._core
-        if core.state is State.OPEN:
-            core.close(1011, "keepalive ping timeout")
-            self._flush()
+        self._core.fail(1011, "keepalive ping timeout")
+        self._flush()
         self._transport.close()
         if self._close_timeout is not None:
             self._close_timer = self._loop.call_later(self._close_timeout, self._transport.abort)

@@ -125,7 +125,7 @@ class _HTTPProtocol(asyncio.Protocol):
         if context.is_websocket_upgrade():
             refusal = server._refusal(request)
             if refusal is not None:
-                self._respond(refusal)
+                self._respond(refusal, keep_alive=False)
                 return
         try:
             result = handler(context)
@@ -146,13 +146,14 @@ class _HTTPProtocol(asyncio.Protocol):
         else:
             await context.websocket.close()
 
-    def _respond(self, response: Response) -> None:
+    def _respond(self, response: Response, keep_alive: bool | None = None) -> None:
+        """Send a plain HTTP answer; a refused upgrade closes the connection (``keep_alive=False``)."""
         core = self.core
         if core.state is not State.CONNECTING or core.request is None:
             return
         if core.request.method == "HEAD":
             response.body = b""
-        core.respond(response)
+        core.respond(response, keep_alive)
         self._write(core.data_to_send())
         if core.state is State.CLOSED or self.server._closing:
             self._close()
@@ -167,12 +168,12 @@ class _HTTPProtocol(asyncio.Protocol):
         server = self.server
         core = self.core
         if server.max_connections is not None and len(server.connections) >= server.max_connections:
-            self._respond(plain_response(503, "too many connections"))
+            self._respond(plain_response(503, "too many connections"), keep_alive=False)
             raise HandshakeError("the server is at max_connections", status=503)
         try:
             core.accept(subprotocol=subprotocol, options=options if options is not None else server.options)
         except InvalidHandshake as exc:
-            self._respond(plain_response(exc.status, str(exc), exc.headers))
+            self._respond(plain_response(exc.status, str(exc), exc.headers), keep_alive=False)
             raise
         assert self.transport is not None
         ws = WebSocket(core, self.transport, self.loop)
