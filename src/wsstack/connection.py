@@ -104,6 +104,13 @@ class Connection:
     giving the server a moment to close first (RFC 6455 §7.1.1).
     """
 
+    # Slots: a server holds one of these per connection, idle ones included.
+    __slots__ = (
+        "options", "state", "subprotocol", "extensions", "frame_mode", "close_code", "close_reason",
+        "close_sent", "close_received", "_buf", "_events", "_out", "_mask_keys", "_scanner",
+        "_msg_opcode", "_msg_rsv", "_msg_parts", "_msg_size", "_msg_frames", "_utf8",
+    )
+
     is_client: bool = False
 
     def __init__(self, options: Options | None = None, *, state: State = State.CONNECTING) -> None:
@@ -443,6 +450,8 @@ class ServerConnection(Connection):
     the connection reading the next request when HTTP/1.1 keep-alive allows.
     """
 
+    __slots__ = ("request", "_request_parser")
+
     is_client = False
 
     def __init__(self, options: Options | None = None, *, state: State = State.CONNECTING) -> None:
@@ -572,6 +581,8 @@ class ServerConnection(Connection):
 
 class ClientConnection(Connection):
     """The client side: sends the upgrade request at once and checks the answer."""
+
+    __slots__ = ("handshake", "response", "_response_parser", "_factories")
 
     is_client = True
 

@@ -37,6 +37,12 @@ class WebSocket:
     control frames included.
     """
 
+    __slots__ = (
+        "_core", "_transport", "_loop", "_max_queue", "_close_timeout", "_queue", "_recv_waiter",
+        "_reading_paused", "_writing_paused", "_drain_waiters", "_pings", "_lost", "_close_timer",
+        "_heartbeat", "_ping_deadline", "_on_close", "__weakref__",
+    )
+
     def __init__(self, core: Connection, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._core = core
         self._transport = transport

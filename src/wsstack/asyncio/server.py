@@ -47,6 +47,8 @@ class Context(RequestContext):
 class _HTTPProtocol(asyncio.Protocol):
     """One TCP connection: HTTP requests one at a time, then possibly a WebSocket."""
 
+    __slots__ = ("server", "loop", "core", "transport", "ws", "task", "timer")
+
     def __init__(self, server: Server) -> None:
         self.server = server
         self.loop = server.loop

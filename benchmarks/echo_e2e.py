@@ -1,0 +1,170 @@
+"""End-to-end echo benchmark: our server beside the websockets asyncio server.
+
+    python benchmarks/echo_e2e.py [--seconds 2] [--rounds 3]
+
+Each server runs in its own process; the client is one plain blocking socket
+in this process that sends pre-masked frames, so it costs the same for both
+servers and the difference is the servers'. Rounds alternate between the
+servers and the median is kept, since the machine is shared and noisy. It
+prints round trips per second (one message in flight), pipelined messages
+per second (1,000 sent, then 1,000 read) and server memory per idle
+connection, each with the ratio wsstack / websockets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SERVERS = ("wsstack", "websockets")
+HANDSHAKE = (
+    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start(impl: str) -> tuple[subprocess.Popen[str], int]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(HERE / "echo_servers.py"), impl, str(port)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return proc, port
+
+
+def open_ws(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.sendall(HANDSHAKE)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(4096)
+    assert data.startswith(b"HTTP/1.1 101"), data[:100]
+    return sock
+
+
+def masked_frame(payload: bytes) -> bytes:
+    key = os.urandom(4)
+    n = len(payload)
+    if n < 126:
+        header = bytes((0x82, 0x80 | n))
+    elif n < 65536:
+        header = bytes((0x82, 0xFE)) + n.to_bytes(2, "big")
+    else:
+        header = bytes((0x82, 0xFF)) + n.to_bytes(8, "big")
+    masked = (int.from_bytes(payload, "little") ^ int.from_bytes(key * (n // 4 + 1), "little") & ((1 << (8 * n)) - 1)).to_bytes(n, "little")
+    return header + key + masked
+
+
+def echo_size(size: int) -> int:
+    return size + (2 if size < 126 else 4 if size < 65536 else 10)
+
+
+def read_exactly(sock: socket.socket, count: int, buf: bytearray) -> None:
+    view = memoryview(buf)
+    got = 0
+    while got < count:
+        n = sock.recv_into(view[got:count])
+        if not n:
+            raise ConnectionError("server closed")
+        got += n
+
+
+def round_trips(port: int, size: int, seconds: float) -> float:
+    sock = open_ws(port)
+    frame = masked_frame(b"\x61" * size)
+    expect = echo_size(size)
+    buf = bytearray(expect)
+    count = 0
+    deadline = time.perf_counter() + seconds
+    start_at = time.perf_counter()
+    while True:
+        for _ in range(50):
+            sock.sendall(frame)
+            read_exactly(sock, expect, buf)
+        count += 50
+        if time.perf_counter() >= deadline:
+            break
+    elapsed = time.perf_counter() - start_at
+    sock.close()
+    return count / elapsed
+
+
+def pipelined(port: int, size: int, seconds: float) -> float:
+    sock = open_ws(port)
+    batch = masked_frame(b"\x62" * size) * 1000
+    expect = echo_size(size) * 1000
+    buf = bytearray(expect)
+    count = 0
+    deadline = time.perf_counter() + seconds
+    start_at = time.perf_counter()
+    while time.perf_counter() < deadline:
+        sock.sendall(batch)
+        read_exactly(sock, expect, buf)
+        count += 1000
+    elapsed = time.perf_counter() - start_at
+    sock.close()
+    return count / elapsed
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def idle_memory(proc: subprocess.Popen[str], port: int, count: int) -> float:
+    warm = [open_ws(port) for _ in range(20)]
+    time.sleep(0.3)
+    before = rss_kib(proc.pid)
+    socks = [open_ws(port) for _ in range(count)]
+    time.sleep(0.5)
+    after = rss_kib(proc.pid)
+    for sock in socks + warm:
+        sock.close()
+    return (after - before) / count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--idle", type=int, default=1000)
+    args = parser.parse_args()
+
+    servers = {impl: start(impl) for impl in SERVERS}
+    results: dict[tuple[str, str], list[float]] = {}
+    try:
+        cases = [(f"round trips/s {size} B", round_trips, size) for size in (32, 1024, 65536)]
+        cases += [(f"pipelined msgs/s {size} B", pipelined, size) for size in (32, 1024)]
+        for _ in range(args.rounds):
+            for name, func, size in cases:
+                for impl, (_, port) in servers.items():
+                    results.setdefault((name, impl), []).append(func(port, size, args.seconds))
+        memory = {impl: idle_memory(proc, port, args.idle) for impl, (proc, port) in servers.items()}
+    finally:
+        for proc, _ in servers.values():
+            proc.kill()
+
+    print(f"{'case':<28} {'wsstack':>12} {'websockets':>12} {'ratio':>7}")
+    for name, _, _ in cases:
+        ours = statistics.median(results[(name, "wsstack")])
+        theirs = statistics.median(results[(name, "websockets")])
+        print(f"{name:<28} {ours:>12,.0f} {theirs:>12,.0f} {ours / theirs:>6.2f}x")
+    print(f"{'KiB per idle connection':<28} {memory['wsstack']:>12.1f} {memory['websockets']:>12.1f} {memory['websockets'] / memory['wsstack']:>6.2f}x less")
+
+
+if __name__ == "__main__":
+    main()
