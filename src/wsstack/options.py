@@ -30,6 +30,29 @@ class Options:
     bounds a single frame's payload as it is on the wire (``None`` means the
     message limit); ``max_fragments`` bounds how many frames one message may
     span, since every frame costs work even when it is tiny.
+
+    Compression (permessage-deflate, RFC 7692; see docs/compression.md), used
+    when no extensions are passed explicitly:
+
+    * ``enable_compression``: a client offers it, a server accepts offers of it.
+    * ``compression_level`` (-1 to 9) and ``compression_memory_level`` (1 to 9):
+      zlib's speed/ratio trade-off, and the size of the compressor's hash
+      tables and buffers, ``1 << (memory_level + 9)`` bytes.
+    * ``compression_window_bits`` (8 to 15): the LZ77 window this side
+      compresses with, ``1 << (bits + 2)`` bytes of compressor memory. A client
+      offers it as ``client_max_window_bits``, a server announces it as
+      ``server_max_window_bits``; the peer may only lower it.
+    * ``decompression_window_bits`` (8 to 15): the window this side asks the
+      peer to keep to, which is what its decompressor then allocates. A client
+      requests it as ``server_max_window_bits`` (a server that cannot comply
+      declines compression); a server imposes it as ``client_max_window_bits``
+      when the client's offer allows. 15 asks nothing.
+    * ``compression_threshold``: messages shorter than this many bytes are
+      sent uncompressed, where compression saves little and costs a zlib call.
+    * ``server_no_context_takeover`` / ``client_no_context_takeover``: that
+      side starts each message from an empty window, trading ratio for the
+      right to free the peer's decompressor between messages. A client
+      requests the first and promises the second; a server answers both.
     """
 
     subprotocol: str | None = None
@@ -37,6 +60,7 @@ class Options:
     compression_level: int = 6
     compression_memory_level: int = 8
     compression_window_bits: int = 15
+    decompression_window_bits: int = 15
     compression_threshold: int = 0
     server_no_context_takeover: bool = False
     client_no_context_takeover: bool = False
