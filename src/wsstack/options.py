@@ -58,8 +58,8 @@ class Options:
     subprotocol: str | None = None
     enable_compression: bool = False
     compression_level: int = 6
-    compression_memory_level: int = 8
-    compression_window_bits: int = 15
+    compression_memory_level: int = 5
+    compression_window_bits: int = 12
     decompression_window_bits: int = 15
     compression_threshold: int = 0
     server_no_context_takeover: bool = False
