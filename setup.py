@@ -1,0 +1,60 @@
+"""Build hook for the optional C speedups; the metadata lives in pyproject.toml.
+
+wsstack is complete without its C module (``wsstack.speedups`` falls back to
+pure Python), so a machine without a working C compiler still gets a working
+install: a failed C build is reported and skipped.  Where the speedups must
+be there (CI, release wheels), ``WSSTACK_REQUIRE_SPEEDUPS=1`` turns that
+failure back into an error.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+from setuptools.errors import CCompilerError, ExecError, PlatformError
+
+REQUIRE_ENV = "WSSTACK_REQUIRE_SPEEDUPS"
+
+# What a missing or broken compiler, or missing Python headers, raise.
+_BUILD_ERRORS = (CCompilerError, ExecError, PlatformError, OSError)
+
+
+def _without_speedups(reason: str) -> None:
+    """Report that the C module is skipped, or stop if it is required."""
+    if os.environ.get(REQUIRE_ENV) == "1":
+        raise SystemExit(f"wsstack: {REQUIRE_ENV}=1 but the C speedups cannot be built: {reason}")
+    sys.stderr.write(
+        f"\n*** wsstack: could not build the C speedups ({reason}).\n"
+        "*** Installing in pure-Python mode: correct, but slower.\n"
+        f"*** Set {REQUIRE_ENV}=1 to make this an error.\n\n"
+    )
+
+
+class OptionalBuildExt(build_ext):
+    """build_ext that falls back to a pure-Python install when C fails."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except _BUILD_ERRORS as exc:
+            _without_speedups(f"{type(exc).__name__}: {exc}")
+            # Later commands (install_lib, editable wheels) must not look for
+            # the module that was never built.
+            self.extensions = []
+            self.distribution.ext_modules = []
+
+
+# pyproject.toml makes pip install cffi for the build; a build run some other
+# way without it would silently drop cffi_modules, so say so.
+if importlib.util.find_spec("cffi") is None:
+    _without_speedups("cffi is not installed")
+    setup()
+else:
+    setup(
+        cffi_modules=["src/wsstack/_speedups_build.py:ffibuilder"],
+        cmdclass={"build_ext": OptionalBuildExt},
+    )
