@@ -13,7 +13,7 @@ import importlib.util
 import os
 import sys
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 from setuptools.errors import CCompilerError, ExecError, PlatformError
 
@@ -56,5 +56,15 @@ if importlib.util.find_spec("cffi") is None:
 else:
     setup(
         cffi_modules=["src/wsstack/_speedups_build.py:ffibuilder"],
+        # apply_mask is one call per client frame, where cffi's call overhead
+        # outweighs the work; csrc/maskmodule.c says why it is plain C-API.
+        ext_modules=[
+            Extension(
+                "wsstack._cmask",
+                sources=["csrc/maskmodule.c", "csrc/mask.c"],
+                include_dirs=["csrc"],
+                extra_compile_args=[] if sys.platform == "win32" else ["-O3"],
+            )
+        ],
         cmdclass={"build_ext": OptionalBuildExt},
     )

@@ -151,6 +151,14 @@ def apply_mask(data: BytesLike, key: bytes, offset: int = 0) -> bytes:
     return out
 
 
+try:
+    # The same loop behind a CPython fast call, for the one-call-per-frame use
+    # where cffi's overhead dominates (csrc/maskmodule.c); same results.
+    from ._cmask import apply_mask  # type: ignore[import-not-found,no-redef]  # noqa: F811
+except ImportError:
+    pass
+
+
 def apply_mask_inplace(buf: bytearray | memoryview, key: bytes, offset: int = 0) -> None:
     """Mask (or unmask) the writable buffer ``buf`` in place; see apply_mask.
 
