@@ -1,0 +1,357 @@
+"""``python -m wsstack``: the echo server, the interactive client and the chat demo, run as a user runs them.
+
+The servers are subprocesses started with ``--port 0``; the port they bound
+is read from their "listening on" log line, which avoids guessing a free
+port that someone else could take first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from websockets.asyncio.client import connect as websockets_connect
+
+from wsstack import Options
+from wsstack.asyncio import Context, Server, connect
+from wsstack.cli.client import format_message
+from wsstack.cli.demo import clean_name
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = 30.0
+LISTENING = re.compile(rb"listening on \S+:(\d+)")
+BIG = 4 << 20
+
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(asyncio.wait_for(coro, TIMEOUT))
+
+
+def cli_env() -> dict[str, str]:
+    """wsstack importable by the subprocess even without an installed copy; pipes in UTF-8."""
+    paths = [str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths)), "PYTHONIOENCODING": "utf-8"}
+
+
+def wsstack_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "wsstack", *args]
+
+
+class CLIServer:
+    """A ``python -m wsstack`` server subprocess; its log goes to a file read for the port."""
+
+    def __init__(self, tmp_path: Path, *args: str) -> None:
+        self.log_path = tmp_path / "server.log"
+        self.log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            wsstack_command(*args, "--port", "0"), stdout=self.log, stderr=subprocess.STDOUT, env=cli_env()
+        )
+        self.port = self._wait_for_port()
+
+    def _wait_for_port(self) -> int:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            match = LISTENING.search(self.log_path.read_bytes())
+            if match:
+                return int(match.group(1))
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"the server did not start: {self.output()}")
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        """Ctrl-C, as a user stops it; the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="module")
+def echo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CLIServer]:
+    server = CLIServer(tmp_path_factory.mktemp("echo"), "echo")
+    yield server
+    assert server.stop() == 0, server.output()
+    assert "Traceback" not in server.output()
+
+
+@pytest.fixture(scope="module")
+def compressing_echo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CLIServer]:
+    server = CLIServer(tmp_path_factory.mktemp("echo-deflate"), "echo", "--compression")
+    yield server
+    assert server.stop() == 0, server.output()
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CLIServer]:
+    server = CLIServer(tmp_path_factory.mktemp("demo"), "demo")
+    yield server
+    assert server.stop() == 0, server.output()
+
+
+# ------------------------------------------------------------------- --help
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ((), ["demo", "echo", "client"]),
+        (("demo",), ["--host", "--port"]),
+        (("echo",), ["--host", "--port", "--compression"]),
+        (("client",), ["url", "--compression", "--subprotocol"]),
+    ],
+)
+def test_help(args: tuple[str, ...], expected: list[str]) -> None:
+    result = subprocess.run(
+        wsstack_command(*args, "--help"), check=False, capture_output=True, text=True, timeout=30, env=cli_env()
+    )
+    assert result.returncode == 0, result.stderr
+    for word in expected:
+        assert word in result.stdout
+
+
+def test_a_command_is_required() -> None:
+    result = subprocess.run(wsstack_command(), check=False, capture_output=True, text=True, timeout=30, env=cli_env())
+    assert result.returncode == 2
+    assert "required" in result.stderr
+
+
+# --------------------------------------------------------------------- echo
+
+
+def test_echo_text_and_binary_on_any_path(echo_server: CLIServer) -> None:
+    async def scenario() -> None:
+        for path in ("/", "/ws", "/some/deep/path?with=query"):
+            async with connect(f"ws://127.0.0.1:{echo_server.port}{path}") as ws:
+                await ws.send("text stays text")
+                assert await ws.recv() == "text stays text"
+                await ws.send(b"\x00binary stays binary\xff")
+                assert await ws.recv() == b"\x00binary stays binary\xff"
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("compression", [False, True], ids=["plain", "deflate"])
+def test_echo_a_4_mib_message(compression: bool, echo_server: CLIServer, compressing_echo_server: CLIServer) -> None:
+    server = compressing_echo_server if compression else echo_server
+    text = "".join(chr(0x20 + i % 95) for i in range(BIG))
+    data = os.urandom(BIG)
+
+    async def scenario() -> None:
+        options = Options(enable_compression=compression, max_message_size=2 * BIG)
+        async with connect(f"ws://127.0.0.1:{server.port}/big", options=options) as ws:
+            assert ws.extensions == (["permessage-deflate"] if compression else [])
+            await ws.send(text)
+            assert await ws.recv() == text
+            await ws.send(data)
+            assert await ws.recv() == data
+
+    run(scenario())
+
+
+def test_echo_accepts_many_fragments(echo_server: CLIServer) -> None:
+    """More fragments than the default max_fragments (4096) allows: the echo server lifts the limit."""
+
+    async def scenario() -> None:
+        async with websockets_connect(f"ws://127.0.0.1:{echo_server.port}/", proxy=None) as peer:
+            await peer.send(["ab"] * 5000)
+            assert await peer.recv() == "ab" * 5000
+
+    run(scenario())
+
+
+def http_error(url: str) -> urllib.error.HTTPError:
+    """The error answer to a GET, its connection already closed."""
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        urllib.request.urlopen(url, timeout=10)
+    answer.value.close()
+    return answer.value
+
+
+def test_echo_answers_plain_http_with_426(echo_server: CLIServer) -> None:
+    error = http_error(f"http://127.0.0.1:{echo_server.port}/")
+    assert error.code == 426
+    assert error.headers["Upgrade"] == "websocket"
+
+
+# ------------------------------------------------------------------- client
+
+
+@asynccontextmanager
+async def client_process(url: str, *args: str) -> AsyncIterator[asyncio.subprocess.Process]:
+    proc = await asyncio.create_subprocess_exec(
+        *wsstack_command("client", url, *args),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=cli_env(),
+    )
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def read_line(proc: asyncio.subprocess.Process) -> str:
+    assert proc.stdout is not None
+    return (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
+
+
+def test_client_through_a_pipe(compressing_echo_server: CLIServer) -> None:
+    async def scenario() -> None:
+        url = f"ws://127.0.0.1:{compressing_echo_server.port}/chat"
+        async with client_process(url, "--compression") as proc:
+            assert proc.stdin is not None and proc.stderr is not None
+            for line in ("hello", "second line", "ünïcödé ✓"):
+                proc.stdin.write(f"{line}\n".encode())
+                await proc.stdin.drain()
+                assert await read_line(proc) == f"< {line}\n"
+            proc.stdin.close()  # end of input: close with 1000
+            assert await asyncio.wait_for(proc.wait(), 10) == 0
+            log = (await proc.stderr.read()).decode()
+            assert "extensions: permessage-deflate" in log
+            assert "connection closed: 1000" in log
+
+    run(scenario())
+
+
+async def serve_once(handler: Any) -> Server:
+    """An in-process server whose /ws route accepts the first subprotocol offered and runs ``handler(ws)``."""
+    srv = Server()
+
+    @srv.get("/ws")
+    async def route(ctx: Context) -> None:
+        offered = ctx.offered_subprotocols()
+        await handler(await ctx.upgrade_to_websocket(subprotocol=offered[0] if offered else None))
+
+    await srv.listen(0)
+    return srv
+
+
+def test_client_exits_when_the_server_closes_first() -> None:
+    """Input is still open, but the server says goodbye: the client prints it all and exits 0."""
+
+    async def goodbye(ws: Any) -> None:
+        await ws.send("welcome")
+        await ws.send(b"\x01\x02\x03")
+        await ws.close(1000, "bye")
+
+    async def scenario() -> None:
+        srv = await serve_once(goodbye)
+        try:
+            async with client_process(f"ws://127.0.0.1:{srv.port}/ws", "-s", "chat") as proc:
+                assert await read_line(proc) == "< welcome\n"
+                assert await read_line(proc) == "< [3 bytes] 010203\n"
+                assert await asyncio.wait_for(proc.wait(), 10) == 0
+                assert proc.stderr is not None
+                log = (await proc.stderr.read()).decode()
+                assert "subprotocol: chat" in log
+                assert "connection closed: 1000 bye" in log
+        finally:
+            await srv.close()
+
+    run(scenario())
+
+
+def test_client_reports_an_abnormal_close() -> None:
+    async def fail(ws: Any) -> None:
+        await ws.close(1011, "server trouble")
+
+    async def scenario() -> None:
+        srv = await serve_once(fail)
+        try:
+            async with client_process(f"ws://127.0.0.1:{srv.port}/ws") as proc:
+                assert await asyncio.wait_for(proc.wait(), 10) == 1
+        finally:
+            await srv.close()
+
+    run(scenario())
+
+
+def test_client_cannot_connect() -> None:
+    async def scenario() -> None:
+        srv = Server()
+        await srv.listen(0)
+        port = srv.port
+        await srv.close()  # nothing listens there any more
+        async with client_process(f"ws://127.0.0.1:{port}/") as proc:
+            assert await asyncio.wait_for(proc.wait(), 10) == 1
+            assert proc.stderr is not None
+            assert "cannot connect" in (await proc.stderr.read()).decode()
+
+    run(scenario())
+
+
+def test_format_message() -> None:
+    assert format_message("hi") == "< hi"
+    assert format_message(b"\xff") == "< [1 bytes] ff"
+    assert format_message(bytes(100)).endswith("00...")
+
+
+# --------------------------------------------------------------------- demo
+
+
+def test_demo_serves_the_page(demo_server: CLIServer) -> None:
+    with urllib.request.urlopen(f"http://127.0.0.1:{demo_server.port}/", timeout=10) as answer:
+        assert answer.status == 200
+        assert answer.headers["Content-Type"] == "text/html; charset=utf-8"
+        page = answer.read().decode()
+    assert "<title>wsstack chat</title>" in page
+    assert "/ws?name=" in page
+    head = urllib.request.Request(f"http://127.0.0.1:{demo_server.port}/", method="HEAD")
+    with urllib.request.urlopen(head, timeout=10) as answer:
+        assert answer.status == 200
+        assert answer.read() == b""
+    assert http_error(f"http://127.0.0.1:{demo_server.port}/ws").code == 400
+
+
+def test_demo_chat_over_ws(demo_server: CLIServer) -> None:
+    async def scenario() -> None:
+        base = f"ws://127.0.0.1:{demo_server.port}/ws"
+        alice = await connect(f"{base}?name=alice", options=Options(enable_compression=True))
+        assert alice.extensions == ["permessage-deflate"]
+        assert await alice.recv() == "alice joined"
+        async with websockets_connect(f"{base}?name=%20bob%20%20the%20builder", proxy=None) as bob:
+            assert await alice.recv() == "bob the builder joined"
+            assert await bob.recv() == "bob the builder joined"
+            await bob.send("hi alice")
+            assert await alice.recv() == "bob the builder: hi alice"
+            assert await bob.recv() == "bob the builder: hi alice"
+            await alice.send("hi bob")
+            assert await bob.recv() == "alice: hi bob"
+        assert await alice.recv() == "alice: hi bob"
+        assert await alice.recv() == "bob the builder left"
+        await alice.close()
+
+    run(scenario())
+    assert "chat: alice: hi bob" in demo_server.output()
+
+
+def test_clean_name() -> None:
+    assert clean_name("  ann \t lee ") == "ann lee"
+    assert clean_name("") == "guest"
+    assert len(clean_name("x" * 100)) == 32
