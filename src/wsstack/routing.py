@@ -106,17 +106,31 @@ class Route(Generic[H]):
 
 
 class Router(Generic[H]):
-    """Exact-path routes; an unknown path is 404 and a known path with another method is 405."""
+    """Routes by path; an unknown path is 404 and a known path with another method is 405.
+
+    A path ending in ``/*`` is a prefix route: ``"/static/*"`` matches
+    ``/static/a.css`` and ``/static/``, and ``"/*"`` matches every path. An
+    exact route wins over a prefix route, and a longer prefix over a shorter one.
+    """
 
     def __init__(self) -> None:
         self._routes: dict[str, dict[str, H]] = {}
+        self._prefixes: list[tuple[str, dict[str, H]]] = []
 
     def route(self, path: str, methods: Sequence[str] = ("GET",)) -> Callable[[H], H]:
         if not path.startswith("/"):
             raise ValueError("a route path starts with '/'")
 
         def register(handler: H) -> H:
-            table = self._routes.setdefault(path, {})
+            if path.endswith("/*"):
+                prefix = path[:-1]
+                table = next((t for p, t in self._prefixes if p == prefix), None)
+                if table is None:
+                    table = {}
+                    self._prefixes.append((prefix, table))
+                    self._prefixes.sort(key=lambda item: -len(item[0]))
+            else:
+                table = self._routes.setdefault(path, {})
             for method in methods:
                 table[method.upper()] = handler
             return handler
@@ -138,6 +152,8 @@ class Router(Generic[H]):
     def resolve(self, method: str, path: str) -> tuple[H | None, Response | None]:
         """The handler for a request, or the 404/405 answer when there is none."""
         table = self._routes.get(path)
+        if table is None:
+            table = next((t for prefix, t in self._prefixes if path.startswith(prefix)), None)
         if table is None:
             return None, plain_response(404)
         handler = table.get(method)

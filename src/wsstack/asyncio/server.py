@@ -10,7 +10,7 @@ import ssl as ssl_module
 from typing import Any, Awaitable, Callable, Sequence, Union
 
 from ..connection import ServerConnection, State
-from ..errors import HandshakeError, InvalidHandshake, InvalidState
+from ..errors import ConnectionClosed, HandshakeError, InvalidHandshake, InvalidState
 from ..events import RequestReceived
 from ..http11 import Request, Response
 from ..options import Options
@@ -135,6 +135,10 @@ class _HTTPProtocol(asyncio.Protocol):
                 await result
         except HandshakeError:
             return  # the upgrade already answered with the error status
+        except ConnectionClosed as exc:
+            # A send on this request's own connection after the peer closed it: a normal end.
+            logger.debug("%s %s: connection closed under the handler (%s)", request.method, request.path, exc)
+            return
         except Exception:
             logger.exception("handler for %s %s failed", request.method, request.path)
             if context.websocket is None:
@@ -169,6 +173,9 @@ class _HTTPProtocol(asyncio.Protocol):
     def upgrade(self, options: Options | None, subprotocol: str | None) -> WebSocket:
         server = self.server
         core = self.core
+        if server._closing:
+            self._respond(plain_response(503, "server shutting down"), keep_alive=False)
+            raise HandshakeError("the server is shutting down", status=503)
         if server.max_connections is not None and len(server.connections) >= server.max_connections:
             self._respond(plain_response(503, "too many connections"), keep_alive=False)
             raise HandshakeError("the server is at max_connections", status=503)
@@ -307,7 +314,7 @@ class Server:
 
         async def main() -> None:
             await self.listen(port, host)
-            logger.info("listening on %s:%d", host, self.port)
+            logger.info("listening on %s:%d", host or "*", self.port)
             stop: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 asyncio.get_running_loop().add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))

@@ -13,11 +13,8 @@ import argparse
 import logging
 
 from ..asyncio import Context, Server
-from ..asyncio.server import Handler
 from ..errors import ConnectionClosed
-from ..http11 import Response
 from ..options import Options
-from ..routing import Router, plain_response
 
 __all__ = ["MAX_MESSAGE_SIZE", "build_server", "register"]
 
@@ -25,23 +22,6 @@ logger = logging.getLogger("wsstack")
 
 #: Room for Autobahn's largest messages (16 MiB) with margin.
 MAX_MESSAGE_SIZE = 1 << 25
-
-
-class EveryPath(Router[Handler]):
-    """A router that sends a GET on any path to one handler.
-
-    ``Router`` matches exact paths only; a conformance tool or a user's
-    client picks its own path, and an echo server has no reason to care.
-    """
-
-    def __init__(self, handler: Handler) -> None:
-        super().__init__()
-        self.handler = handler
-
-    def resolve(self, method: str, path: str) -> tuple[Handler | None, Response | None]:
-        if method != "GET":
-            return None, plain_response(405, headers=[("Allow", "GET")])
-        return self.handler, None
 
 
 async def echo(ctx: Context) -> None:
@@ -68,7 +48,7 @@ def build_server(compression: bool = False) -> Server:
         max_fragments=None,
     )
     srv = Server(options)
-    srv.router = EveryPath(echo)
+    srv.get("/*")(echo)
     return srv
 
 
