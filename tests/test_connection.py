@@ -322,3 +322,67 @@ def test_random_bytes_never_raise(garbage: bytes, as_client: bool, chunk: int) -
     # Nothing comes after the end of the connection.
     ends = [i for i, e in enumerate(events) if isinstance(e, (ProtocolFailure, ConnectionLost, CloseReceived))]
     assert len(ends) == 1 and ends[0] == len(events) - 1
+
+
+# -- fail-fast UTF-8 inside a frame that has not fully arrived
+
+
+def test_invalid_utf8_fails_before_the_frame_completes() -> None:
+    server = open_server()
+    frame = masked(0x81, "κόσμε".encode() + b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80" + b"x" * 200)
+    cut = 2 + 2 + 4 + len("κόσμε".encode()) + 14  # header, key, valid text, then the surrogate
+    events = feed(server, frame[:cut])
+    assert failure_code(server, events) == 1007
+
+
+def test_invalid_utf8_in_a_partial_continuation_fails_early() -> None:
+    server = open_server()
+    assert feed(server, masked(0x01, b"ok")) == []
+    frame = masked(0x80, b"fine" + b"\xf4\x90" + b"y" * 300)
+    events = feed(server, frame[: 4 + 4 + 4 + 6])
+    assert failure_code(server, events) == 1007
+
+
+@settings(max_examples=100)
+@given(st.text(min_size=1, max_size=200), st.integers(1, 40), st.integers(1, 64))
+def test_partial_validation_accepts_valid_text_at_any_split(text: str, step: int, fragment: int) -> None:
+    client, server = open_pair()
+    client.send(text, fragment_size=fragment)
+    client.send(text)
+    wire = client.data_to_send()
+    received: list[object] = []
+    for i in range(0, len(wire), step):
+        received += feed(server, wire[i : i + step])
+    assert received == [TextMessage(text), TextMessage(text)]
+
+
+# -- a held failure lets replies to earlier messages go out first
+
+
+def test_held_failure_sends_replies_before_the_close_frame() -> None:
+    server = open_server()
+    server.hold_failure_close = True
+    events = feed(server, masked(0x81, b"first") + masked(0xA1, b"rsv2") + masked(0x89, b""))
+    assert events[0] == TextMessage("first") and isinstance(events[1], ProtocolFailure) and len(events) == 2
+    assert server.failure_held and server.data_to_send() == b""
+    assert feed(server, masked(0x81, b"ignored")) == []
+    server.send_text("first")
+    server.release_failure()
+    out = server.data_to_send()
+    assert out.startswith(unmasked(0x81, b"first"))
+    assert parse_close(out[len(unmasked(0x81, b"first")) + 2 :]) == (1002, "reserved bit set without an extension that defines it")
+    assert server.state is State.CLOSED and server.close_code == 1002
+
+
+def test_held_failure_released_by_eof_or_close() -> None:
+    for finish in ("eof", "close"):
+        server = open_server()
+        server.hold_failure_close = True
+        feed(server, masked(0x81, b"\xff"))
+        if finish == "eof":
+            server.receive_data(b"")
+        else:
+            server.close(1000)
+        out = server.data_to_send()
+        assert out[0] == 0x88 and parse_close(out[2:])[0] == 1007
+        assert server.state is State.CLOSED

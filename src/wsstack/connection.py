@@ -54,6 +54,7 @@ from .speedups import (
     ERR_RSV,
     FrameScanner,
     Utf8Validator,
+    apply_mask,
 )
 
 __all__ = ["State", "Connection", "ServerConnection", "ClientConnection"]
@@ -109,6 +110,7 @@ class Connection:
         "options", "state", "subprotocol", "extensions", "frame_mode", "close_code", "close_reason",
         "close_sent", "close_received", "_buf", "_events", "_out", "_mask_keys", "_scanner",
         "_msg_opcode", "_msg_rsv", "_msg_parts", "_msg_size", "_msg_frames", "_utf8",
+        "hold_failure_close", "_held_failure", "_prevalidated",
     )
 
     is_client: bool = False
@@ -139,6 +141,12 @@ class Connection:
         self._msg_size = 0
         self._msg_frames = 0
         self._utf8 = Utf8Validator()
+        #: Text bytes of the incomplete frame at the end of the buffer already validated.
+        self._prevalidated = 0
+        #: When the peer breaks the protocol, keep the close frame back until ``release_failure()``
+        #: so replies to the messages that came before the error go out first.
+        self.hold_failure_close = False
+        self._held_failure: ProtocolError | None = None
         self._configure_limits()
 
     # ------------------------------------------------------------------ input
@@ -148,7 +156,7 @@ class Connection:
         if not data:
             self._receive_eof()
             return
-        if self.state is State.CLOSED:
+        if self.state is State.CLOSED or self._held_failure is not None:
             return
         if self.state is State.CONNECTING:
             self._receive_handshake(data)
@@ -202,6 +210,9 @@ class Connection:
         payload = build_close(code, reason)
         if self.state is State.CONNECTING:
             raise InvalidState("cannot close before the opening handshake completes")
+        if self._held_failure is not None:
+            self.release_failure()
+            return
         if self.close_sent or self.state is State.CLOSED:
             return
         self._write_frame(FIN | _CLOSE, payload)
@@ -218,9 +229,25 @@ class Connection:
         Unlike ``close`` it does not wait for the peer's answer; the transport
         drops the TCP connection once the close frame is written.
         """
+        if self._held_failure is not None:
+            self.release_failure()
+            return
         if self.state is State.CLOSED:
             return
-        self._fail(InternalError(reason, close_code=code))
+        self._fail(InternalError(reason, close_code=code), may_hold=False)
+
+    @property
+    def failure_held(self) -> bool:
+        """A protocol failure waits for ``release_failure()`` (see ``hold_failure_close``)."""
+        return self._held_failure is not None
+
+    def release_failure(self) -> None:
+        """Send the close frame of a held protocol failure and close the connection."""
+        error = self._held_failure
+        if error is None:
+            return
+        self._held_failure = None
+        self._fail(error, announce=False)
 
     # ------------------------------------------------------------ internals
 
@@ -292,20 +319,28 @@ class Connection:
         if self.state is State.CONNECTING:
             self._handshake_eof()
             return
+        if self._held_failure is not None:
+            self.release_failure()
+            return
         self.state = State.CLOSED
         self.close_code, self.close_reason = 1006, ""
         self._buf.clear()
         self._events.append(ConnectionLost())
 
-    def _fail(self, error: ProtocolError) -> None:
+    def _fail(self, error: ProtocolError, announce: bool = True, may_hold: bool = True) -> None:
         """Fail the connection (RFC 6455 §7.1.7): send a close frame once, then stop reading."""
+        if announce:
+            self._events.append(ProtocolFailure(error))
+            if may_hold and self.hold_failure_close and not self.close_sent and self.state is State.OPEN:
+                self._held_failure = error
+                self._buf.clear()
+                return
         if not self.close_sent:
             self._write_frame(FIN | _CLOSE, build_close(error.close_code, error.reason))
             self.close_sent = True
         self.state = State.CLOSED
         self.close_code, self.close_reason = error.close_code, error.reason
         self._buf.clear()
-        self._events.append(ProtocolFailure(error))
 
     # -- frames
 
@@ -325,6 +360,49 @@ class Connection:
             self._fail(_scan_error(error))
             return
         del buf[:consumed]
+        if len(buf) > 1 and self._msg_rsv == 0:
+            try:
+                self._validate_partial_text(buf)
+            except ProtocolError as exc:
+                self._fail(exc)
+
+    def _validate_partial_text(self, buf: bytearray) -> None:
+        """Validate what has arrived of an incomplete text frame, so invalid UTF-8 fails at once.
+
+        The scanner leaves incomplete frames masked in the buffer; this unmasks
+        a copy of the new bytes only. The scanner already accepted the header.
+        """
+        first = buf[0]
+        opcode = first & 0x0F
+        if opcode == _TEXT:
+            if self._msg_opcode or first & 0x70:
+                return
+        elif opcode != 0 or self._msg_opcode != _TEXT:
+            return
+        length = buf[1] & 0x7F
+        start = 2
+        if length == 126:
+            start = 4
+        elif length == 127:
+            start = 10
+        masked = buf[1] & 0x80
+        key_at = start
+        if masked:
+            start += 4
+        if len(buf) <= start:
+            return
+        done = self._prevalidated
+        available = len(buf) - start
+        if available <= done:
+            return
+        chunk = bytes(buf[start + done :])
+        if masked:
+            chunk = apply_mask(chunk, bytes(buf[key_at : key_at + 4]), done)
+        if opcode == _TEXT and not done:
+            self._utf8.reset()
+        if not self._utf8.feed(chunk):
+            raise InvalidPayloadData("text message is not valid UTF-8")
+        self._prevalidated = available
 
     def _handle_records(self, buf: bytearray, records: list[int]) -> None:
         append = self._events.append
@@ -332,7 +410,7 @@ class Connection:
         if max_size is None:
             max_size = sys.maxsize
         # Whole unextended messages in one frame skip the general path below.
-        fast = not self.frame_mode and not self._msg_opcode
+        fast = not self.frame_mode and not self._msg_opcode and not self._prevalidated
         it = iter(records)
         with memoryview(buf) as view:
             for head, start, end in zip(it, it, it):
@@ -358,7 +436,7 @@ class Connection:
                         return
                 else:
                     self._handle_data(head, view[start:end].tobytes())
-                fast = not self.frame_mode and not self._msg_opcode
+                fast = not self.frame_mode and not self._msg_opcode and not self._prevalidated
 
     def _handle_data(self, head: int, payload: bytes) -> None:
         opcode = head & 0x0F
@@ -370,7 +448,7 @@ class Connection:
             self._msg_rsv = head & 0x70
             self._msg_size = 0
             self._msg_frames = 0
-            if opcode == _TEXT:
+            if opcode == _TEXT and not self._prevalidated:
                 self._utf8.reset()
         elif not self._msg_opcode:
             raise ProtocolError("continuation frame without a message to continue")
@@ -391,7 +469,10 @@ class Connection:
             raise MessageTooBig(f"message exceeds the limit of {max_size} bytes")
 
         is_text = self._msg_opcode == _TEXT
-        if is_text and not self._utf8.feed(payload):
+        checked = self._prevalidated
+        if checked:
+            self._prevalidated = 0
+        if is_text and not self._utf8.feed(payload[checked:] if checked else payload):
             raise InvalidPayloadData("text message is not valid UTF-8")
         if fin:
             if is_text and not self._utf8.at_boundary:

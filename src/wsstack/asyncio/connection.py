@@ -39,7 +39,7 @@ class WebSocket:
 
     __slots__ = (
         "_core", "_transport", "_loop", "_max_queue", "_close_timeout", "_queue", "_recv_waiter",
-        "_reading_paused", "_writing_paused", "_drain_waiters", "_pings", "_lost", "_close_timer",
+        "_reading_paused", "_writing_paused", "_drain_waiters", "_pings", "_lost", "_close_timer", "_failure_timer",
         "_heartbeat", "_ping_deadline", "_on_close", "__weakref__",
     )
 
@@ -58,9 +58,13 @@ class WebSocket:
         self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
         self._lost: asyncio.Future[None] = loop.create_future()
         self._close_timer: asyncio.TimerHandle | None = None
+        self._failure_timer: asyncio.TimerHandle | None = None
         self._heartbeat: asyncio.TimerHandle | None = None
         self._ping_deadline: asyncio.TimerHandle | None = None
         self._on_close: Callable[[WebSocket], None] | None = None
+        # A peer's protocol error is answered after the application has seen
+        # (and possibly replied to) the messages that came before it.
+        core.hold_failure_close = True
         transport.set_write_buffer_limits(high=options.write_limit)
         if options.ping_interval:
             self._heartbeat = loop.call_later(options.ping_interval, self._send_heartbeat)
@@ -119,6 +123,8 @@ class WebSocket:
     async def _next(self) -> Any:
         queue = self._queue
         while not queue:
+            if self._core.failure_held:
+                self._release_failure()
             if self._lost.done() or self._core.state is State.CLOSED:
                 return None
             waiter = self._recv_waiter = self._loop.create_future()
@@ -223,7 +229,7 @@ class WebSocket:
         if core.state is not State.CLOSED:
             core.receive_data(b"")
             self._dispatch(core.events())
-        for timer in (self._close_timer, self._heartbeat, self._ping_deadline):
+        for timer in (self._close_timer, self._failure_timer, self._heartbeat, self._ping_deadline):
             if timer is not None:
                 timer.cancel()
         if not self._lost.done():
@@ -261,6 +267,12 @@ class WebSocket:
                 self._acknowledge(event.data)
             elif kind is ProtocolFailure:
                 logger.info("failing connection: %s (%d)", event.error, event.code)
+                if self._core.failure_held:
+                    if queue:
+                        # Released once the application has read what came before the error.
+                        self._failure_timer = self._loop.call_later(self._close_timeout or 0, self._release_failure)
+                    else:
+                        self._core.release_failure()
             elif kind is not Ping and kind is not CloseReceived and kind is not ConnectionLost:
                 logger.debug("unhandled event %r", event)
         if queue:
@@ -278,6 +290,14 @@ class WebSocket:
             self._transport.close()
         elif self._close_timer is None and self._close_timeout is not None:
             self._close_timer = self._loop.call_later(self._close_timeout, self._transport.abort)
+
+    def _release_failure(self) -> None:
+        if self._failure_timer is not None:
+            self._failure_timer.cancel()
+            self._failure_timer = None
+        self._core.release_failure()
+        self._flush()
+        self._after_events()
 
     def _acknowledge(self, payload: bytes) -> None:
         if payload not in self._pings:
