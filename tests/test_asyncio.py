@@ -499,3 +499,27 @@ def test_many_concurrent_clients_echo_intact_and_in_order() -> None:
         await server.close()
 
     run(main())
+
+
+def test_reply_to_earlier_message_precedes_the_failure_close() -> None:
+    """Autobahn's strict behaviour: echo what came before a protocol error, then fail."""
+
+    async def main() -> None:
+        server = echo_server()
+        await server.listen(0)
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            # In the same packet as the request: a text frame, then one with RSV2 set.
+            + bytes((0x81, 0x82)) + b"\x00\x00\x00\x00hi"
+            + bytes((0xA1, 0x82)) + b"\x00\x00\x00\x00no"
+        )
+        await reader.readuntil(b"\r\n\r\n")
+        data = await asyncio.wait_for(reader.read(), 5)
+        assert data[:4] == b"\x81\x02hi"
+        assert data[4] == 0x88 and data[6:8] == (1002).to_bytes(2, "big")
+        writer.close()
+        await server.close()
+
+    run(main())
