@@ -523,3 +523,98 @@ def test_reply_to_earlier_message_precedes_the_failure_close() -> None:
         await server.close()
 
     run(main())
+
+
+def test_broadcast_shares_one_compressed_frame_without_context_takeover() -> None:
+    async def main() -> None:
+        server = Server(Options(enable_compression=True, server_no_context_takeover=True))
+        members: list[WebSocket] = []
+        ready = asyncio.Event()
+
+        @server.get("/ws")
+        async def room(ctx: Any) -> None:
+            ws = await ctx.upgrade_to_websocket()
+            members.append(ws)
+            if len(members) == 3:
+                ready.set()
+            await ws.recv()
+
+        url = await started(server)
+        clients = [await connect(url, options=Options(enable_compression=True)) for _ in range(3)]
+        await ready.wait()
+        extension = members[0].core.extensions[0]
+        calls = 0
+        original = type(extension).encode
+
+        def counting(self: Any, data: bytes) -> Any:
+            nonlocal calls
+            calls += 1
+            return original(self, data)
+
+        type(extension).encode = counting  # type: ignore[method-assign]
+        try:
+            text = '{"event": "tick", "values": [1, 2, 3]}' * 20
+            assert broadcast(members, text) == 3
+        finally:
+            type(extension).encode = original  # type: ignore[method-assign]
+        assert calls == 1
+        for ws in clients:
+            assert ws.extensions == ["permessage-deflate"]
+            assert await ws.recv() == text
+        for ws in clients:
+            await ws.close()
+        await server.close()
+
+    run(main())
+
+
+def test_echo_on_uvloop() -> None:
+    import uvloop
+
+    async def main() -> None:
+        assert type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+        server = echo_server(Options(ping_interval=0.05, ping_timeout=1))
+        url = await started(server)
+        async with connect(url) as ws:
+            for message in ["on uvloop", b"\x00" * 100000]:
+                await ws.send(message)
+                assert await ws.recv() == message
+            assert await ws.ping() >= 0
+            await asyncio.sleep(0.15)
+        async with ws_connect(url) as client:
+            await client.send("interop")
+            assert await client.recv() == "interop"
+        await server.close()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(asyncio.wait_for(main(), 30))
+
+
+def test_tls_wss_both_ways() -> None:
+    import ssl
+
+    import trustme
+
+    authority = trustme.CA()
+    cert = authority.issue_cert("localhost", "127.0.0.1")
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    authority.configure_trust(client_context)
+
+    async def main() -> None:
+        server = echo_server()
+        server.ssl = server_context
+        await server.listen(0, "localhost")
+        url = f"wss://localhost:{server.port}/ws"
+        async with connect(url, ssl=client_context) as ws:
+            await ws.send("secret")
+            assert await ws.recv() == "secret"
+        async with ws_connect(url, ssl=client_context) as client:
+            await client.send(b"bytes over tls")
+            assert await client.recv() == b"bytes over tls"
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await connect(url)  # the system trust store does not know this CA
+        await server.close()
+
+    run(main())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl as ssl_module
-from typing import Any, Generator, Sequence
+from typing import Any, Generator, Sequence, cast
 
 from ..connection import ClientConnection
 from ..errors import ConnectionClosed
@@ -25,9 +25,9 @@ class _ClientProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(self.core.data_to_send())
+        # uvloop's transports do not derive from asyncio.Transport; only their methods matter.
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.write(self.core.data_to_send())
 
     def data_received(self, data: bytes) -> None:
         ws = self.ws
@@ -105,6 +105,8 @@ class connect:
         core = ClientConnection(
             self.url, self.options, subprotocols=self.subprotocols, headers=self.headers, origin=self.origin
         )
+        # As on the server: replies to messages before a peer's error go out before the close.
+        core.hold_failure_close = True
         context = self.ssl
         if secure and context is None:
             context = ssl_module.create_default_context()

@@ -62,9 +62,6 @@ class WebSocket:
         self._heartbeat: asyncio.TimerHandle | None = None
         self._ping_deadline: asyncio.TimerHandle | None = None
         self._on_close: Callable[[WebSocket], None] | None = None
-        # A peer's protocol error is answered after the application has seen
-        # (and possibly replied to) the messages that came before it.
-        core.hold_failure_close = True
         transport.set_write_buffer_limits(high=options.write_limit)
         if options.ping_interval:
             self._heartbeat = loop.call_later(options.ping_interval, self._send_heartbeat)

@@ -7,7 +7,7 @@ import inspect
 import logging
 import signal
 import ssl as ssl_module
-from typing import Any, Awaitable, Callable, Sequence, Union
+from typing import Any, Awaitable, Callable, Sequence, Union, cast
 
 from ..connection import ServerConnection, State
 from ..errors import ConnectionClosed, HandshakeError, InvalidHandshake, InvalidState
@@ -53,6 +53,9 @@ class _HTTPProtocol(asyncio.Protocol):
         self.server = server
         self.loop = server.loop
         self.core = ServerConnection(server.options)
+        # A peer's protocol error is answered after the handler has seen (and
+        # possibly replied to) the messages that came before it.
+        self.core.hold_failure_close = True
         self.transport: asyncio.Transport | None = None
         self.ws: WebSocket | None = None
         self.task: asyncio.Task[None] | None = None
@@ -61,8 +64,8 @@ class _HTTPProtocol(asyncio.Protocol):
     # -- transport callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports do not derive from asyncio.Transport; only their methods matter.
+        self.transport = cast(asyncio.Transport, transport)
         self.server._protocols.add(self)
         self._arm_timer()
 

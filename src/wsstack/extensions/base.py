@@ -29,6 +29,15 @@ class Extension(ABC):
     def encode(self, payload: bytes) -> tuple[int, bytes]:
         """Transform an outgoing data message; return (RSV bits of its first frame, payload)."""
 
+    def shared_encoding(self) -> object | None:
+        """A key under which connections may share one encoded copy of a message, or ``None``.
+
+        Connections whose extensions return equal keys turn a message into the
+        same bytes, so a broadcast encodes it once for all of them. ``None``
+        (the default) means the output depends on this connection's history.
+        """
+        return None
+
     @abstractmethod
     def decode(self, message_rsv: int, payload: bytes, fin: bool, max_size: int | None) -> bytes:
         """Transform one incoming data frame of a message whose first frame carried ``message_rsv``.

@@ -152,6 +152,13 @@ class PerMessageDeflate(Extension):
             return RSV1, data + tail[:-4]
         return RSV1, tail[:-4]
 
+    def shared_encoding(self) -> tuple[str, int, int, int, int] | None:
+        """Without context takeover on this side a message compresses the same on every connection
+        with the same settings (the compressor is reset before each one), so those can share it."""
+        if not self.compress_no_context_takeover:
+            return None
+        return (NAME, self._deflate_wbits, self._level, self._memory_level, self._threshold)
+
     # ---------------------------------------------------------------- decode
 
     def decode(self, message_rsv: int, payload: bytes, fin: bool, max_size: int | None) -> bytes:
