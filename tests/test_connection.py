@@ -386,3 +386,14 @@ def test_held_failure_released_by_eof_or_close() -> None:
         out = server.data_to_send()
         assert out[0] == 0x88 and parse_close(out[2:])[0] == 1007
         assert server.state is State.CLOSED
+
+
+def test_paused_pongs_answer_only_the_latest_ping() -> None:
+    server = open_server()
+    server.pause_pongs()
+    feed(server, masked(0x89, b"1") + masked(0x89, b"2") + masked(0x89, b"3"))
+    assert server.data_to_send() == b""
+    server.resume_pongs()
+    assert server.data_to_send() == unmasked(0x8A, b"3")
+    server.resume_pongs()
+    assert server.data_to_send() == b""

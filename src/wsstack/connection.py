@@ -110,7 +110,7 @@ class Connection:
         "options", "state", "subprotocol", "extensions", "frame_mode", "close_code", "close_reason",
         "close_sent", "close_received", "_buf", "_events", "_out", "_mask_keys", "_scanner",
         "_msg_opcode", "_msg_rsv", "_msg_parts", "_msg_size", "_msg_frames", "_utf8",
-        "hold_failure_close", "_held_failure", "_prevalidated",
+        "hold_failure_close", "_held_failure", "_prevalidated", "_pongs_paused", "_pending_pong",
     )
 
     is_client: bool = False
@@ -147,6 +147,8 @@ class Connection:
         #: so replies to the messages that came before the error go out first.
         self.hold_failure_close = False
         self._held_failure: ProtocolError | None = None
+        self._pongs_paused = False
+        self._pending_pong: bytes | None = None
         self._configure_limits()
 
     # ------------------------------------------------------------------ input
@@ -235,6 +237,24 @@ class Connection:
         if self.state is State.CLOSED:
             return
         self._fail(InternalError(reason, close_code=code), may_hold=False)
+
+    def pause_pongs(self) -> None:
+        """Stop answering pings at once while the transport cannot write.
+
+        A peer that floods pings and never reads would otherwise pile pongs
+        up without bound; meanwhile only the latest ping is remembered, and
+        RFC 6455 §5.5.3 allows answering just that one.
+        """
+        self._pongs_paused = True
+
+    def resume_pongs(self) -> None:
+        """Answer the latest ping that arrived while pongs were paused."""
+        self._pongs_paused = False
+        payload = self._pending_pong
+        if payload is not None:
+            self._pending_pong = None
+            if self.state is State.OPEN:
+                self._write_frame(FIN | _PONG, payload)
 
     @property
     def failure_held(self) -> bool:
@@ -498,7 +518,10 @@ class Connection:
             self._events.append(Frame(Opcode(opcode), payload))
         if opcode == _PING:
             if self.options.auto_pong and self.state is State.OPEN:
-                self._write_frame(FIN | _PONG, payload)
+                if self._pongs_paused:
+                    self._pending_pong = payload
+                else:
+                    self._write_frame(FIN | _PONG, payload)
             if not self.frame_mode:
                 self._events.append(Ping(payload))
         elif opcode == _PONG:

@@ -252,15 +252,18 @@ class _HeadParser(ABC, Generic[_M]):
         buf, limits = self._buf, self._limits
         while True:
             lf = buf.find(b"\n", self._scanned)
+            # A line over its own limit is reported as such before the head's total is.
             if lf < 0:
                 self._scanned = len(buf)
-                if len(buf) > limits.max_head_size:
-                    raise HTTPParseError("message head too large", status=431)
                 # +1: the line's CR may already be here without its LF.
                 if len(buf) - self._line_start > limits.max_line + 1:
                     self._line_too_long()
+                if len(buf) > limits.max_head_size:
+                    raise HTTPParseError("message head too large", status=431)
                 return False
             self._scanned = lf + 1
+            if lf - self._line_start > limits.max_line + 1:
+                self._line_too_long()
             if lf + 1 > limits.max_head_size:
                 raise HTTPParseError("message head too large", status=431)
             if lf == self._line_start or buf[lf - 1] != 0x0D:

@@ -71,7 +71,7 @@ class Options:
     http_limits: HTTPLimits = field(default_factory=HTTPLimits)
     open_timeout: float | None = 10.0
     close_timeout: float | None = 10.0
-    ping_interval: float | None = None
-    ping_timeout: float | None = None
+    ping_interval: float | None = 20.0
+    ping_timeout: float | None = 20.0
     max_queue: int = 16
     write_limit: int = 1 << 16

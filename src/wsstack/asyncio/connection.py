@@ -243,9 +243,12 @@ class WebSocket:
 
     def _pause_writing(self) -> None:
         self._writing_paused = True
+        self._core.pause_pongs()
 
     def _resume_writing(self) -> None:
         self._writing_paused = False
+        self._core.resume_pongs()
+        self._flush()
         self._wake_drain(None)
 
     # ------------------------------------------------------------- internals
