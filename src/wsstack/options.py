@@ -29,7 +29,21 @@ class Options:
     ``max_message_size`` bounds a message after decompression; ``max_frame_size``
     bounds a single frame's payload as it is on the wire (``None`` means the
     message limit); ``max_fragments`` bounds how many frames one message may
-    span, since every frame costs work even when it is tiny.
+    span, since every frame costs work even when it is tiny. ``auto_pong``
+    answers pings without the application (RFC 6455 requires an answer).
+
+    Used by the transports, not the core (which has no clock and no socket):
+
+    * ``http_limits``: bounds on the HTTP request or response head.
+    * ``open_timeout``: seconds for a complete request head (server; also the
+      idle time of a keep-alive connection) or for the whole opening handshake
+      (client): a slow or silent peer cannot hold a connection.
+    * ``close_timeout``: seconds the closing handshake may take before the TCP
+      connection is dropped.
+    * ``ping_interval`` / ``ping_timeout``: a heartbeat ping every interval; no
+      pong within the timeout fails the connection with 1011. ``None`` turns it off.
+    * ``max_queue``: received messages held for ``recv()`` before reading stops.
+    * ``write_limit``: bytes in the write buffer above which ``send()`` waits.
 
     Compression (permessage-deflate, RFC 7692; see docs/compression.md), used
     when no extensions are passed explicitly:
