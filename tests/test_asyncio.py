@@ -19,6 +19,12 @@ from wsstack.frames import Opcode
 from wsstack.options import Options
 
 
+UPGRADE = (
+    b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
 def run(coro: Awaitable[Any]) -> Any:
     return asyncio.run(asyncio.wait_for(coro, 60))  # type: ignore[arg-type]
 
@@ -180,10 +186,7 @@ def test_peer_protocol_error_is_failed_with_1002() -> None:
         server = echo_server()
         await server.listen(0)
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-        writer.write(
-            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )
+        writer.write(UPGRADE)
         await reader.readuntil(b"\r\n\r\n")
         writer.write(b"\x81\x05hello")  # unmasked client frame
         data = await asyncio.wait_for(reader.read(), 5)
@@ -312,10 +315,7 @@ def test_heartbeat_detects_a_silent_peer_and_closes_1011() -> None:
 
         await server.listen(0)
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-        writer.write(
-            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )
+        writer.write(UPGRADE)
         await reader.readuntil(b"\r\n\r\n")
         # Never answer: read the ping, then the close frame.
         data = await asyncio.wait_for(reader.read(), 5)
@@ -362,10 +362,7 @@ def test_slow_reader_does_not_grow_server_memory() -> None:
         await server.listen(0)
         sock = socket.create_connection(("127.0.0.1", server.port))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-        sock.sendall(
-            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )
+        sock.sendall(UPGRADE)
         await asyncio.sleep(1.0)
         [ws] = list(server.connections)
         buffered = ws._transport.get_write_buffer_size()
@@ -509,8 +506,7 @@ def test_reply_to_earlier_message_precedes_the_failure_close() -> None:
         await server.listen(0)
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         writer.write(
-            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            UPGRADE
             # In the same packet as the request: a text frame, then one with RSV2 set.
             + bytes((0x81, 0x82)) + b"\x00\x00\x00\x00hi"
             + bytes((0xA1, 0x82)) + b"\x00\x00\x00\x00no"
