@@ -12,11 +12,12 @@ from __future__ import annotations
 import argparse
 import logging
 
+from .. import sync
 from ..asyncio import Context, Server
 from ..errors import ConnectionClosed
 from ..options import Options
 
-__all__ = ["MAX_MESSAGE_SIZE", "build_server", "register"]
+__all__ = ["MAX_MESSAGE_SIZE", "build_server", "build_sync_server", "register"]
 
 logger = logging.getLogger("wsstack")
 
@@ -52,8 +53,29 @@ def build_server(compression: bool = False) -> Server:
     return srv
 
 
+def sync_echo(ctx: sync.Context) -> None:
+    """``echo`` on the threaded transport, for ``--sync``."""
+    if not ctx.is_websocket_upgrade():
+        ctx.response.set_status(426)
+        ctx.response.set_header("Upgrade", "websocket")
+        ctx.response.body = "This is a WebSocket echo server: connect with a WebSocket client.\n"
+        return
+    ws = ctx.upgrade_to_websocket()
+    try:
+        for message in ws:
+            ws.send(message)
+    except ConnectionClosed:
+        pass  # as in echo()
+
+
+def build_sync_server(compression: bool = False) -> sync.Server:
+    srv = sync.Server(build_server(compression).options)
+    srv.get("/*")(sync_echo)
+    return srv
+
+
 def run(args: argparse.Namespace) -> int:
-    build_server(args.compression).run(args.port, args.host)
+    (build_sync_server if args.sync else build_server)(args.compression).run(args.port, args.host)
     return 0
 
 
@@ -67,4 +89,5 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port to bind, 0 for any free one (default 8080)")
     parser.add_argument("--compression", action="store_true", help="accept permessage-deflate")
+    parser.add_argument("--sync", action="store_true", help="serve on the threaded transport (wsstack.sync)")
     parser.set_defaults(handler=run)

@@ -1,0 +1,455 @@
+"""The threaded HTTP/1.1 server with routes that can upgrade a request to a WebSocket.
+
+The server's I/O thread accepts connections and reads request heads without
+blocking, so a client that sends its request slowly (or never) holds no
+thread, only a timer (``Options.open_timeout``). Once a request is complete
+a handler thread runs the route; if it upgrades, the same thread goes on as
+the connection's application thread and the I/O thread keeps reading for it.
+"""
+
+from __future__ import annotations
+
+import _thread
+import logging
+import signal
+import socket
+import ssl as ssl_module
+import threading
+import time
+from typing import Callable, Sequence
+
+from ..connection import ServerConnection, State
+from ..errors import ConnectionClosed, HandshakeError, InvalidHandshake, InvalidState
+from ..events import RequestReceived
+from ..http11 import Request, Response
+from ..options import Options
+from ..routing import RequestContext, Router, origin_allowed, plain_response
+from .connection import WebSocket
+from .reactor import IN, Reactor, Timer
+from .transport import Transport
+
+__all__ = ["Server", "Context"]
+
+logger = logging.getLogger("wsstack")
+
+Handler = Callable[["Context"], None]
+
+#: Connections taken from the listening socket per readiness event, so a
+#: burst of new clients cannot starve the ones already connected.
+_ACCEPT_BATCH = 64
+
+
+class Context(RequestContext):
+    """The request context of the sync server: the seed's ``http::request_context``."""
+
+    def __init__(self, request: Request, http: _HTTPConnection) -> None:
+        super().__init__(request)
+        self._http = http
+        self.websocket: WebSocket | None = None
+
+    def upgrade_to_websocket(self, options: Options | None = None, *, subprotocol: str | None = None) -> WebSocket:
+        """Answer 101 and return the connection.
+
+        Raises ``HandshakeError`` (after answering with its HTTP status) when
+        the request is not a valid upgrade or the server is at ``max_connections``.
+        """
+        if self.websocket is not None:
+            raise InvalidState("this request was already upgraded")
+        self.websocket = self._http.upgrade(options, subprotocol)
+        return self.websocket
+
+
+class _HTTPConnection:
+    """One TCP connection until it upgrades: request heads on the I/O thread, handlers on their own."""
+
+    __slots__ = ("server", "transport", "core", "timer", "busy", "upgraded")
+
+    def __init__(self, server: Server, sock: socket.socket, tls: bool) -> None:
+        self.server = server
+        self.core = ServerConnection(server.options)
+        # A peer's protocol error is answered after the handler has read (and
+        # possibly replied to) the messages that came before it.
+        self.core.hold_failure_close = True
+        self.transport = Transport(
+            sock, server._reactor, self, close_timeout=server.options.close_timeout, tls_handshake=tls
+        )
+        self.timer: Timer | None = None
+        #: A handler thread owns the connection (its request is being answered).
+        self.busy = False
+        self.upgraded = False
+
+    # -- the I/O thread
+
+    def start(self) -> None:
+        self.server._http.add(self)
+        self.transport.start()
+        self._arm_timer()
+
+    def data_received(self, data: memoryview | bytes) -> Callable[[], None] | None:
+        core = self.core
+        core.receive_data(bytes(data))
+        request = self._next_request()
+        self.transport.write(core.data_to_send())
+        if request is not None:
+            # One request at a time: what the client pipelines waits in the kernel, not in memory.
+            self.transport.pause_reading()
+            self.busy = True
+            return lambda: self._dispatch(request)
+        if core.state is State.CLOSED:
+            return self.transport.close
+        return None
+
+    def eof_received(self) -> None:
+        pass  # the transport closes; a handler still running finds it closed
+
+    def connection_lost(self) -> None:
+        self.server._http.discard(self)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def write_drained(self) -> None:
+        pass
+
+    def _next_request(self) -> Request | None:
+        for event in self.core.events():
+            if isinstance(event, RequestReceived):
+                return event.request
+        return None
+
+    def _dispatch(self, request: Request) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.server._spawn(self, request)
+
+    def _arm_timer(self) -> None:
+        timeout = self.server.options.open_timeout
+        if timeout is not None:
+            self.timer = self.server._reactor.call_later(timeout, self._timed_out)
+
+    def _timed_out(self) -> None:
+        """No complete request in time (slowloris, or an idle keep-alive connection)."""
+        self.timer = None
+        if not self.busy:
+            self.transport.abort_now()
+
+    def _await_next(self) -> None:
+        """Back from a handler with keep-alive: read the next request (I/O thread)."""
+        self.busy = False
+        if self.core.state is not State.CONNECTING:
+            return  # answered with Connection: close
+        if self.server._closing:
+            self.transport.close()
+            return
+        self._arm_timer()
+        with self.transport.lock:
+            self.transport.resume_reading()
+
+    # -- handler threads
+
+    def serve(self, request: Request | None) -> None:
+        """Answer ``request``, and those pipelined behind it, on this handler thread."""
+        while request is not None and not self.upgraded:
+            self._handle(request)
+            with self.transport.lock:
+                request = None if self.upgraded or self.core.state is not State.CONNECTING else self._next_request()
+        if not self.upgraded:
+            self.server._reactor.call_soon(self._await_next)
+
+    def _handle(self, request: Request) -> None:
+        server = self.server
+        handler, refusal = server.router.resolve(request.method, request.path)
+        if handler is None:
+            assert refusal is not None
+            self.respond(refusal)
+            return
+        context = Context(request, self)
+        if context.is_websocket_upgrade():
+            refusal = server._refusal(request)
+            if refusal is not None:
+                self.respond(refusal, keep_alive=False)
+                return
+        try:
+            handler(context)
+        except HandshakeError:
+            return  # the upgrade already answered with the error status
+        except ConnectionClosed as exc:
+            # A send on this request's own connection after the peer closed it: a normal end.
+            logger.debug("%s %s: connection closed under the handler (%s)", request.method, request.path, exc)
+            return
+        except Exception:
+            logger.exception("handler for %s %s failed", request.method, request.path)
+            if context.websocket is None:
+                self.respond(plain_response(500))
+            else:
+                context.websocket.close(1011, "internal error")
+            return
+        if context.websocket is None:
+            self.respond(context.response.to_response())
+        else:
+            context.websocket.close()
+
+    def respond(self, response: Response, keep_alive: bool | None = None) -> None:
+        """Send a plain HTTP answer; a refused upgrade closes the connection (``keep_alive=False``)."""
+        core = self.core
+        with self.transport.lock:
+            request = core.request
+            if request is None or self.upgraded:
+                return  # answered already (a refused upgrade answers before it raises)
+            if request.method == "HEAD":
+                response.body = b""
+            core.respond(response, keep_alive)
+            self.transport.write(core.data_to_send())
+            close = core.state is State.CLOSED or self.server._closing
+        if close:
+            self.transport.close()
+
+    def upgrade(self, options: Options | None, subprotocol: str | None) -> WebSocket:
+        server = self.server
+        core = self.core
+        transport = self.transport
+        with server._lock:
+            if server._closing:
+                self.respond(plain_response(503, "server shutting down"), keep_alive=False)
+                raise HandshakeError("the server is shutting down", status=503)
+            if server.max_connections is not None and len(server.connections) >= server.max_connections:
+                self.respond(plain_response(503, "too many connections"), keep_alive=False)
+                raise HandshakeError("the server is at max_connections", status=503)
+            with transport.lock:
+                try:
+                    core.accept(subprotocol=subprotocol, options=options if options is not None else server.options)
+                except InvalidHandshake as exc:
+                    refusal: InvalidHandshake | None = exc
+                else:
+                    refusal = None
+                    ws = WebSocket(core, transport, server._forget)
+                    transport.protocol = ws
+                    self.upgraded = True
+                    server.connections.add(ws)
+                    # Frames that came with the request were parsed by accept(); no ping of ours is pending.
+                    ws._dispatch(core.events())
+                    transport.write(core.data_to_send())
+        if refusal is not None:
+            self.respond(plain_response(refusal.status, str(refusal), refusal.headers), keep_alive=False)
+            raise refusal
+        server._reactor.call_soon(self._start_websocket, ws)
+        return ws
+
+    def _start_websocket(self, ws: WebSocket) -> None:
+        self.server._http.discard(self)
+        ws.start()
+
+
+class Server:
+    """Routes by path; a route's handler answers plain HTTP or upgrades to a WebSocket.
+
+    Handlers are plain functions, each run on its own thread. ``max_connections``
+    bounds open WebSockets (an upgrade beyond it gets 503); ``allowed_origins``
+    lists the ``Origin`` values a browser may upgrade from (403 otherwise;
+    requests without ``Origin`` pass, see ``origin_allowed``).
+    """
+
+    def __init__(
+        self,
+        options: Options | None = None,
+        *,
+        max_connections: int | None = None,
+        allowed_origins: Sequence[str] | None = None,
+        ssl: ssl_module.SSLContext | None = None,
+        shutdown_timeout: float = 5.0,
+    ) -> None:
+        self.options = options if options is not None else Options()
+        self.router: Router[Handler] = Router()
+        self.max_connections = max_connections
+        self.allowed_origins = None if allowed_origins is None else list(allowed_origins)
+        self.ssl = ssl
+        self.shutdown_timeout = shutdown_timeout
+        #: Open WebSockets; take a copy to iterate (handler threads add to it).
+        self.connections: set[WebSocket] = set()
+        self._lock = threading.Lock()
+        self._http: set[_HTTPConnection] = set()
+        # Handler threads: started, and running (by ident); signalled as each ends.
+        self._handlers = 0
+        self._handler_idents: set[int] = set()
+        self._handlers_done = threading.Condition(threading.Lock())
+        self._reactor: Reactor  # the I/O thread, from listen() on
+        self._listener: socket.socket | None = None
+        self._closing = False
+        self._stopped = threading.Event()
+        self.route = self.router.route
+        self.get = self.router.get
+        self.post = self.router.post
+        self.put = self.router.put
+        self.delete = self.router.delete
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (useful after ``listen(0)``)."""
+        if self._listener is None:
+            raise InvalidState("the server is not listening")
+        return int(self._listener.getsockname()[1])
+
+    def _refusal(self, request: Request) -> Response | None:
+        if not origin_allowed(request, self.allowed_origins):
+            return plain_response(403, "origin not allowed")
+        if self.max_connections is not None and len(self.connections) >= self.max_connections:
+            return plain_response(503, "too many connections")
+        return None
+
+    def listen(self, port: int = 8080, host: str | None = "127.0.0.1", *, backlog: int = 1024) -> None:
+        """Bind and start accepting connections on the server's I/O thread; returns at once."""
+        if self._listener is not None:
+            raise InvalidState("the server is already listening")
+        listener = socket.create_server((host or "", port), backlog=backlog)
+        listener.setblocking(False)
+        self._listener = listener
+        self._reactor = Reactor("wsstack-server-io")
+        self._reactor.start()
+        self._reactor.call_soon(self._reactor.register, listener, IN, _Acceptor(self))
+
+    def serve_forever(self) -> None:
+        """Block until ``shutdown()`` is called from another thread (or a handler)."""
+        if self._listener is None:
+            raise InvalidState("call listen() first")
+        self._stopped.wait()
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Graceful shutdown: stop accepting, close WebSockets with 1001, wait for handlers.
+
+        Handlers still running after ``timeout`` seconds (``shutdown_timeout``
+        by default) have their connections aborted; their threads are daemons
+        and are not waited for further.
+        """
+        with self._lock:
+            already, self._closing = self._closing, True
+        if already:
+            self._stopped.wait()
+            return
+        timeout = self.shutdown_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        if self._listener is not None and self._reactor.alive:
+            self._reactor.call_soon(self._stop_accepting)
+            with self._lock:
+                connections = list(self.connections)
+            for ws in connections:
+                ws._start_close(1001, "server shutting down")
+            me = 1 if threading.get_ident() in self._handler_idents else 0  # shutdown() from a handler
+            with self._handlers_done:
+                self._handlers_done.wait_for(lambda: self._handlers <= me, max(0.0, deadline - time.monotonic()))
+            self._reactor.call_soon(self._abort_all)
+            self._reactor.stop(timeout=5)
+        self._stopped.set()
+
+    close = shutdown  # the asyncio server's name
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
+
+    def run(self, port: int = 8080, host: str | None = "127.0.0.1") -> None:
+        """Serve until SIGINT or SIGTERM, then shut down gracefully (call from the main thread)."""
+        self.listen(port, host)
+        logger.info("listening on %s:%d", host or "*", self.port)
+        stop = threading.Event()
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            stop.wait()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.shutdown()
+
+    # -- internals
+
+    def _spawn(self, http: _HTTPConnection, request: Request) -> None:
+        """Run the request's handler on a new thread (I/O thread).
+
+        A bare ``_thread`` rather than ``threading.Thread``: ``Thread.start()``
+        blocks until the new thread runs, a thread switch the I/O thread
+        would pay for every connection, and a ``Thread`` object with its
+        events costs some 2.5 KiB per connection. The price: in a handler,
+        ``threading.current_thread()`` is a nameless "Dummy" thread.
+        """
+        with self._handlers_done:
+            self._handlers += 1
+        try:
+            _thread.start_new_thread(self._run_handler, (http, request))
+        except RuntimeError as exc:  # the system's thread limit
+            logger.error("cannot start a handler thread: %s", exc)
+            self._handler_finished()
+            http.transport.abort_now()
+
+    def _run_handler(self, http: _HTTPConnection, request: Request) -> None:
+        ident = threading.get_ident()
+        self._handler_idents.add(ident)
+        try:
+            http.serve(request)
+        except BaseException:  # serve() handles Exception; this is SystemExit and the like
+            logger.exception("handler thread for %s %s ended abruptly", request.method, request.path)
+        finally:
+            self._handler_idents.discard(ident)
+            self._handler_finished()
+
+    def _handler_finished(self) -> None:
+        with self._handlers_done:
+            self._handlers -= 1
+            if self._handlers <= 1:
+                self._handlers_done.notify_all()
+
+    def _forget(self, ws: WebSocket) -> None:
+        with self._lock:
+            self.connections.discard(ws)
+
+    def _accept(self) -> None:
+        listener = self._listener
+        assert listener is not None
+        for _ in range(_ACCEPT_BATCH):
+            try:
+                sock, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # out of descriptors, for one: keep serving the others
+                logger.warning("accept failed: %s", exc)
+                return
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.ssl is not None:
+                sock = self.ssl.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+            _HTTPConnection(self, sock, self.ssl is not None).start()
+
+    def _stop_accepting(self) -> None:
+        listener = self._listener
+        if listener is not None:
+            self._reactor.unregister(listener)
+            listener.close()
+        for http in list(self._http):
+            if not http.busy:
+                http.transport.abort_now()
+
+    def _abort_all(self) -> None:
+        with self._lock:
+            transports = [ws._transport for ws in self.connections]
+        for transport in [*transports, *(http.transport for http in self._http)]:
+            transport.abort_now()
+
+
+class _Acceptor:
+    """The listening socket's entry in the selector."""
+
+    __slots__ = ("server",)
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+
+    def read_ready(self) -> None:
+        self.server._accept()
+
+    def write_ready(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
