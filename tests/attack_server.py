@@ -1,6 +1,6 @@
 """A server under attack, in its own process so the tests can watch its memory.
 
-    python tests/attack_server.py asyncio
+    python tests/attack_server.py {asyncio,sync}
 
 Default limits (1 MiB messages, 4096 fragments), compression offered, a
 short open timeout and heartbeat so the slow-client attacks end quickly,
@@ -14,7 +14,9 @@ import sys
 
 from wsstack.options import Options
 
-OPTIONS = Options(enable_compression=True, open_timeout=1.0, ping_interval=1.0, ping_timeout=1.0, close_timeout=1.0)
+# The heartbeat fails a silent peer after about 5 s: late enough that opening
+# 2,000 idle connections fits before it, early enough to end a never-reading client.
+OPTIONS = Options(enable_compression=True, open_timeout=1.0, ping_interval=2.5, ping_timeout=2.5, close_timeout=1.0)
 MAX_CONNECTIONS = 2000
 
 
@@ -34,5 +36,24 @@ async def run_asyncio() -> None:
     await asyncio.Event().wait()
 
 
+def run_sync() -> None:
+    from wsstack.sync import Server
+
+    server = Server(OPTIONS, max_connections=MAX_CONNECTIONS)
+
+    @server.get("/*")
+    def echo(ctx):  # type: ignore[no-untyped-def]
+        ws = ctx.upgrade_to_websocket()
+        for message in ws:
+            ws.send(message)
+
+    server.listen(0, backlog=4096)
+    print(server.port, flush=True)
+    server.serve_forever()
+
+
 if __name__ == "__main__":
-    asyncio.run({"asyncio": run_asyncio}[sys.argv[1]]())
+    if sys.argv[1] == "sync":
+        run_sync()
+    else:
+        asyncio.run(run_asyncio())

@@ -614,3 +614,29 @@ def test_tls_wss_both_ways() -> None:
         await server.close()
 
     run(main())
+
+
+def test_close_while_reading_is_paused_completes_promptly() -> None:
+    async def main() -> None:
+        result: asyncio.Future[tuple[int | None, float]] = asyncio.get_running_loop().create_future()
+        server = Server(Options(max_queue=2, close_timeout=3))
+
+        @server.get("/ws")
+        async def stalled(ctx: Any) -> None:
+            ws = await ctx.upgrade_to_websocket()
+            while not ws._reading_paused:
+                await asyncio.sleep(0.01)
+            started_at = asyncio.get_running_loop().time()
+            await ws.close(4001, "done")
+            result.set_result((ws.close_code, asyncio.get_running_loop().time() - started_at))
+
+        url = await started(server)
+        async with connect(url) as ws:
+            for _ in range(50):
+                await ws.send(b"x" * 10000)
+            assert await ws.recv() is None
+        code, elapsed = await asyncio.wait_for(result, 10)
+        assert code == 4001 and elapsed < 1
+        await server.close()
+
+    run(main())

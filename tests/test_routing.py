@@ -76,3 +76,9 @@ def test_origin_check() -> None:
     assert origin_allowed(with_origin, ["https://a.example"])
     assert not origin_allowed(with_origin, ["https://b.example"])
     assert origin_allowed(without, ["https://b.example"])
+
+
+def test_head_goes_to_the_get_handler() -> None:
+    router = make_router()
+    assert router.resolve("HEAD", "/ws") == ("ws", None)
+    assert router.resolve("HEAD", "/static/x")[0] == "static"

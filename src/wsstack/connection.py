@@ -153,8 +153,12 @@ class Connection:
 
     # ------------------------------------------------------------------ input
 
-    def receive_data(self, data: bytes) -> None:
-        """Feed bytes read from the network; ``b""`` means the peer closed its side (EOF)."""
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed bytes read from the network; empty means the peer closed its side (EOF).
+
+        Any buffer will do, and none is kept: a transport may reuse its read
+        buffer as soon as this returns.
+        """
         if not data:
             self._receive_eof()
             return

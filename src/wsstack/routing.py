@@ -157,6 +157,9 @@ class Router(Generic[H]):
         if table is None:
             return None, plain_response(404)
         handler = table.get(method)
+        if handler is None and method == "HEAD":
+            # HEAD is GET without the body (RFC 9110 §9.3.2); the servers drop the body.
+            handler = table.get("GET")
         if handler is None:
             return None, plain_response(405, headers=[("Allow", ", ".join(sorted(table)))])
         return handler, None

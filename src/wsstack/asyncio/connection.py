@@ -188,6 +188,10 @@ class WebSocket:
             core.close(code, reason)
             self._flush()
             self._after_events()
+        if self._reading_paused:
+            # The peer's close frame may be behind messages nobody will read now.
+            self._reading_paused = False
+            self._transport.resume_reading()
         await self.wait_closed()
 
     async def wait_closed(self) -> None:
@@ -277,7 +281,8 @@ class WebSocket:
                 logger.debug("unhandled event %r", event)
         if queue:
             self._wake_recv()
-            if not self._reading_paused and len(queue) >= self._max_queue:
+            # Once closing, keep reading: the peer's close frame is behind these.
+            if not self._reading_paused and len(queue) >= self._max_queue and self._core.state is State.OPEN:
                 self._reading_paused = True
                 self._transport.pause_reading()
 
@@ -366,6 +371,8 @@ class WebSocket:
         self._core.fail(1011, "keepalive ping timeout")
         self._flush()
         self._transport.close()
+        if self._close_timer is not None:
+            self._close_timer.cancel()
         if self._close_timeout is not None:
             self._close_timer = self._loop.call_later(self._close_timeout, self._transport.abort)
 
