@@ -8,7 +8,8 @@ servers and the difference is the servers'. Rounds alternate between the
 servers and the median is kept, since the machine is shared and noisy. It
 prints round trips per second (one message in flight), pipelined messages
 per second (1,000 sent, then 1,000 read) and server memory per idle
-connection, each with the ratio wsstack / websockets.
+connection, with the ratio wsstack / websockets on the default event loop
+and, in the last column, with wsstack on uvloop.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SERVERS = ("wsstack", "websockets")
+SERVERS = ("wsstack", "wsstack-uvloop", "websockets")
 HANDSHAKE = (
     b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -158,13 +159,12 @@ def main() -> None:
         for proc, _ in servers.values():
             proc.kill()
 
-    print(f"{'case':<28} {'wsstack':>12} {'websockets':>12} {'ratio':>7}")
+    print(f"{'case':<28} {'wsstack':>12} {'+uvloop':>12} {'websockets':>12} {'ratio':>7} {'uvloop':>7}")
     for name, _, _ in cases:
-        ours = statistics.median(results[(name, "wsstack")])
-        theirs = statistics.median(results[(name, "websockets")])
-        print(f"{name:<28} {ours:>12,.0f} {theirs:>12,.0f} {ours / theirs:>6.2f}x")
-    print(f"{'KiB per idle connection':<28} {memory['wsstack']:>12.1f} {memory['websockets']:>12.1f} {memory['websockets'] / memory['wsstack']:>6.2f}x less")
-
+        ours, fast, theirs = (statistics.median(results[(name, impl)]) for impl in SERVERS)
+        print(f"{name:<28} {ours:>12,.0f} {fast:>12,.0f} {theirs:>12,.0f} {ours / theirs:>6.2f}x {fast / theirs:>6.2f}x")
+    ours, fast, theirs = (memory[impl] for impl in SERVERS)
+    print(f"{'KiB per idle connection':<28} {ours:>12.1f} {fast:>12.1f} {theirs:>12.1f}")
 
 if __name__ == "__main__":
     main()

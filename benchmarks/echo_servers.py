@@ -1,9 +1,9 @@
 """Echo servers for the end-to-end benchmark, one per library, each in its own process.
 
-    python benchmarks/echo_servers.py {wsstack,websockets} PORT
+    python benchmarks/echo_servers.py {wsstack,wsstack-uvloop,websockets} PORT
 
-Both run without compression, with the same 16 MiB message limit, on the
-default asyncio event loop.
+All run without compression, with the same 16 MiB message limit; on the
+default asyncio event loop except ``wsstack-uvloop``.
 """
 
 from __future__ import annotations
@@ -43,4 +43,11 @@ async def run_websockets(port: int) -> None:
 
 if __name__ == "__main__":
     impl, port = sys.argv[1], int(sys.argv[2])
-    asyncio.run({"wsstack": run_wsstack, "websockets": run_websockets}[impl](port))
+    main = {"wsstack": run_wsstack, "wsstack-uvloop": run_wsstack, "websockets": run_websockets}[impl](port)
+    if impl.endswith("uvloop"):
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main)
+    else:
+        asyncio.run(main)
