@@ -640,3 +640,15 @@ def test_close_while_reading_is_paused_completes_promptly() -> None:
         await server.close()
 
     run(main())
+
+
+def test_run_picks_uvloop_when_installed() -> None:
+    import uvloop
+
+    from wsstack.asyncio.server import _loop_factory
+
+    assert _loop_factory("asyncio") is None
+    assert _loop_factory("auto") is uvloop.new_event_loop
+    assert _loop_factory("uvloop") is uvloop.new_event_loop
+    with pytest.raises(ValueError):
+        _loop_factory("trio")
