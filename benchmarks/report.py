@@ -2,8 +2,10 @@
 
     python benchmarks/report.py [pytest args...]
 
-The ratio is the peer's median time over wsstack's (above 1: wsstack is
-faster), so every number comes from one run on one machine.
+The ratio is each entry's median time over wsstack's (above 1: wsstack is
+faster), so every number comes from one run on one machine. Where a group
+has several wsstack variants (C copy, C in place, pure Python), the base is
+the first C one in name order.
 """
 
 from __future__ import annotations
@@ -28,16 +30,17 @@ def main(argv: list[str]) -> int:
         data = json.loads(out.read_text())
     groups: dict[str, dict[str, float]] = defaultdict(dict)
     for bench in data["benchmarks"]:
-        name = bench["name"].split("[", 1)[-1].rstrip("]")
-        library = bench["params"].get("library", name) if bench.get("params") else name
+        # Parametrized by library, or one test function per variant (test_wsstack_c_copy, ...).
+        params = bench.get("params") or {}
+        library = params.get("library") or bench["name"].split("[", 1)[0].removeprefix("test_")
         groups[bench["group"]][library] = bench["stats"]["median"]
-    print(f"\n{'group':<44} {'library':<22} {'median':>12} {'peer/wsstack':>13}")
+    print(f"\n{'group':<44} {'library':<30} {'median':>12} {'x wsstack':>10}")
     for group in sorted(groups):
         times = groups[group]
-        base = next((t for lib, t in times.items() if lib.startswith("wsstack")), None)
+        base = times.get("wsstack") or next((t for lib, t in sorted(times.items()) if lib.startswith("wsstack_c")), None)
         for library, median in sorted(times.items(), key=lambda item: item[1]):
             ratio = f"{median / base:.2f}x" if base else "-"
-            print(f"{group:<44} {library:<22} {median * 1e6:>10.1f}us {ratio:>13}")
+            print(f"{group:<44} {library:<30} {median * 1e6:>10.2f}us {ratio:>10}")
     return 0
 
 
