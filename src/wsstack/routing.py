@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, Callable, Generic, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Generic, Sequence, TypeVar
 
 from . import handshake
 from .http11 import Headers, Request, Response
+from .options import Options
 
-__all__ = ["Router", "RequestContext", "HTTPResponse", "Route", "origin_allowed", "plain_response"]
+if TYPE_CHECKING:
+    import ssl
+
+__all__ = ["Router", "RoutedServer", "RequestContext", "HTTPResponse", "Route", "origin_allowed", "plain_response"]
 
 H = TypeVar("H", bound=Callable[..., Any])
 
@@ -175,3 +179,43 @@ def origin_allowed(request: Request, allowed: Sequence[str] | None) -> bool:
         return True
     origin = request.headers.get("Origin")
     return origin is None or origin in allowed
+
+
+class RoutedServer(Generic[H]):
+    """What the asyncio and sync servers share: options, routes and who may upgrade.
+
+    ``max_connections`` bounds open WebSockets (an upgrade beyond it gets 503);
+    ``allowed_origins`` lists the ``Origin`` values a browser may upgrade from
+    (403 otherwise; requests without ``Origin`` pass, see ``origin_allowed``).
+    """
+
+    def __init__(
+        self,
+        options: Options | None = None,
+        *,
+        max_connections: int | None = None,
+        allowed_origins: Sequence[str] | None = None,
+        ssl: ssl.SSLContext | None = None,
+        shutdown_timeout: float = 5.0,
+    ) -> None:
+        self.options = options if options is not None else Options()
+        self.router: Router[H] = Router()
+        self.max_connections = max_connections
+        self.allowed_origins = None if allowed_origins is None else list(allowed_origins)
+        self.ssl = ssl
+        self.shutdown_timeout = shutdown_timeout
+        #: Open WebSockets.
+        self.connections: set[Any] = set()
+        self.route = self.router.route
+        self.get = self.router.get
+        self.post = self.router.post
+        self.put = self.router.put
+        self.delete = self.router.delete
+
+    def _refusal(self, request: Request) -> Response | None:
+        """The answer to an upgrade request the server will not take, or ``None``."""
+        if not origin_allowed(request, self.allowed_origins):
+            return plain_response(403, "origin not allowed")
+        if self.max_connections is not None and len(self.connections) >= self.max_connections:
+            return plain_response(503, "too many connections")
+        return None

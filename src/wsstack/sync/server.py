@@ -13,17 +13,16 @@ import _thread
 import logging
 import signal
 import socket
-import ssl as ssl_module
 import threading
 import time
-from typing import Callable, Sequence
+from typing import Any, Callable
 
 from ..connection import ServerConnection, State
 from ..errors import ConnectionClosed, HandshakeError, InvalidHandshake, InvalidState
 from ..events import RequestReceived
 from ..http11 import Request, Response
 from ..options import Options
-from ..routing import RequestContext, Router, origin_allowed, plain_response
+from ..routing import RequestContext, RoutedServer, plain_response
 from .connection import WebSocket
 from .reactor import IN, Reactor, Timer
 from .transport import Transport
@@ -241,30 +240,16 @@ class _HTTPConnection:
         ws.start()
 
 
-class Server:
+class Server(RoutedServer[Handler]):
     """Routes by path; a route's handler answers plain HTTP or upgrades to a WebSocket.
 
-    Handlers are plain functions, each run on its own thread. ``max_connections``
-    bounds open WebSockets (an upgrade beyond it gets 503); ``allowed_origins``
-    lists the ``Origin`` values a browser may upgrade from (403 otherwise;
-    requests without ``Origin`` pass, see ``origin_allowed``).
+    Handlers are plain functions, each run on its own thread. See
+    ``RoutedServer`` for ``max_connections`` and ``allowed_origins``.
     """
 
-    def __init__(
-        self,
-        options: Options | None = None,
-        *,
-        max_connections: int | None = None,
-        allowed_origins: Sequence[str] | None = None,
-        ssl: ssl_module.SSLContext | None = None,
-        shutdown_timeout: float = 5.0,
-    ) -> None:
-        self.options = options if options is not None else Options()
-        self.router: Router[Handler] = Router()
-        self.max_connections = max_connections
-        self.allowed_origins = None if allowed_origins is None else list(allowed_origins)
-        self.ssl = ssl
-        self.shutdown_timeout = shutdown_timeout
+    def __init__(self, options: Options | None = None, **settings: Any) -> None:
+        """``settings``: ``max_connections``, ``allowed_origins``, ``ssl``, ``shutdown_timeout`` (see ``RoutedServer``)."""
+        super().__init__(options, **settings)
         #: Open WebSockets; take a copy to iterate (handler threads add to it).
         self.connections: set[WebSocket] = set()
         self._lock = threading.Lock()
@@ -277,11 +262,6 @@ class Server:
         self._listener: socket.socket | None = None
         self._closing = False
         self._stopped = threading.Event()
-        self.route = self.router.route
-        self.get = self.router.get
-        self.post = self.router.post
-        self.put = self.router.put
-        self.delete = self.router.delete
 
     @property
     def port(self) -> int:
@@ -289,13 +269,6 @@ class Server:
         if self._listener is None:
             raise InvalidState("the server is not listening")
         return int(self._listener.getsockname()[1])
-
-    def _refusal(self, request: Request) -> Response | None:
-        if not origin_allowed(request, self.allowed_origins):
-            return plain_response(403, "origin not allowed")
-        if self.max_connections is not None and len(self.connections) >= self.max_connections:
-            return plain_response(503, "too many connections")
-        return None
 
     def listen(self, port: int = 8080, host: str | None = "127.0.0.1", *, backlog: int = 1024) -> None:
         """Bind and start accepting connections on the server's I/O thread; returns at once."""
