@@ -358,8 +358,8 @@ class ClientPerMessageDeflate(ClientExtensionFactory):
     ``server_no_context_takeover`` and ``server_max_window_bits`` (below 15)
     are requests the server must grant or decline the offer.
     ``client_no_context_takeover`` is a promise this side keeps regardless.
-    ``client_max_window_bits`` caps this side's window; it is offered (with its
-    value when below 15) so the server may lower it further, unless
+    ``client_max_window_bits`` caps this side's window; the parameter is offered
+    without a value so the server may lower it further, unless
     ``offer_client_max_window_bits`` is false.
     """
 
@@ -396,8 +396,11 @@ class ClientPerMessageDeflate(ClientExtensionFactory):
         if self.server_max_window_bits < _FULL_WINDOW:
             offer.append(("server_max_window_bits", str(self.server_max_window_bits)))
         if self.offer_client_max_window_bits:
-            value = str(self.client_max_window_bits) if self.client_max_window_bits < _FULL_WINDOW else None
-            offer.append(("client_max_window_bits", value))
+            # Without a value: any answer from 8 to 15 is then valid, and this side
+            # compresses with the smaller of that and its own setting. (Offering
+            # the setting as a value lets a server lower it too, but servers that
+            # answer a larger value exist, the Autobahn testsuite's among them.)
+            offer.append(("client_max_window_bits", None))
         return [offer]
 
     def accept(self, response: ExtensionParams) -> Extension:
@@ -421,12 +424,7 @@ class ClientPerMessageDeflate(ClientExtensionFactory):
         if agreed.client_max_window_bits is not None:
             if not self.offer_client_max_window_bits:
                 raise InvalidHandshake("permessage-deflate response: client_max_window_bits was not offered")
-            if agreed.client_max_window_bits > client_bits:
-                raise InvalidHandshake(
-                    f"permessage-deflate response: client_max_window_bits={agreed.client_max_window_bits} "
-                    f"exceeds the {client_bits} offered"
-                )
-            client_bits = agreed.client_max_window_bits
+            client_bits = min(client_bits, agreed.client_max_window_bits)
         return PerMessageDeflate(
             compress_window_bits=client_bits,
             decompress_window_bits=server_bits,
