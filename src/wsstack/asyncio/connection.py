@@ -17,6 +17,7 @@ import time
 from typing import Any, AsyncIterator, Callable
 
 from ..connection import Connection, State
+from ..coreview import CoreView
 from ..errors import ConnectionClosed, InvalidState
 from ..events import BinaryMessage, CloseReceived, ConnectionLost, Ping, Pong, ProtocolFailure, TextMessage
 from ..frames import Frame, Opcode
@@ -28,7 +29,7 @@ logger = logging.getLogger("wsstack")
 Message = str | bytes
 
 
-class WebSocket:
+class WebSocket(CoreView):
     """One WebSocket connection, server or client side.
 
     ``recv()`` returns ``str`` for text and ``bytes`` for binary messages and
@@ -67,26 +68,6 @@ class WebSocket:
             self._heartbeat = loop.call_later(options.ping_interval, self._send_heartbeat)
 
     # ------------------------------------------------------------ properties
-
-    @property
-    def is_open(self) -> bool:
-        return self._core.state is State.OPEN
-
-    @property
-    def close_code(self) -> int | None:
-        return self._core.close_code
-
-    @property
-    def close_reason(self) -> str:
-        return self._core.close_reason
-
-    @property
-    def subprotocol(self) -> str | None:
-        return self._core.subprotocol
-
-    @property
-    def extensions(self) -> list[str]:
-        return [extension.name for extension in self._core.extensions]
 
     @property
     def remote_address(self) -> Any:

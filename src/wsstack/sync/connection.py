@@ -26,6 +26,7 @@ from concurrent.futures import Future, InvalidStateError
 from typing import Any, Callable, Iterator, cast
 
 from ..connection import Connection, State
+from ..coreview import CoreView
 from ..errors import ConnectionClosed, InvalidState
 from ..events import BinaryMessage, Pong, ProtocolFailure, TextMessage
 from ..frames import Frame, Opcode
@@ -39,7 +40,7 @@ logger = logging.getLogger("wsstack")
 Message = str | bytes
 
 
-class WebSocket:
+class WebSocket(CoreView):
     """One WebSocket connection, server or client side, with blocking calls.
 
     ``recv()`` returns ``str`` for text and ``bytes`` for binary messages and
@@ -75,26 +76,6 @@ class WebSocket:
         self._on_close = on_close
 
     # ------------------------------------------------------------ properties
-
-    @property
-    def is_open(self) -> bool:
-        return self._core.state is State.OPEN
-
-    @property
-    def close_code(self) -> int | None:
-        return self._core.close_code
-
-    @property
-    def close_reason(self) -> str:
-        return self._core.close_reason
-
-    @property
-    def subprotocol(self) -> str | None:
-        return self._core.subprotocol
-
-    @property
-    def extensions(self) -> list[str]:
-        return [extension.name for extension in self._core.extensions]
 
     @property
     def remote_address(self) -> Any:

@@ -1,0 +1,36 @@
+"""The read-only state both transports' connection classes show from their sans-IO core."""
+
+from __future__ import annotations
+
+from .connection import Connection, State
+
+__all__ = ["CoreView"]
+
+
+class CoreView:
+    """Properties read straight from ``self._core``, shared by the asyncio and sync ``WebSocket``."""
+
+    __slots__ = ()
+
+    _core: Connection
+
+    @property
+    def is_open(self) -> bool:
+        return self._core.state is State.OPEN
+
+    @property
+    def close_code(self) -> int | None:
+        """The peer's close code; ours when we failed the connection; 1006 when it was lost."""
+        return self._core.close_code
+
+    @property
+    def close_reason(self) -> str:
+        return self._core.close_reason
+
+    @property
+    def subprotocol(self) -> str | None:
+        return self._core.subprotocol
+
+    @property
+    def extensions(self) -> list[str]:
+        return [extension.name for extension in self._core.extensions]
