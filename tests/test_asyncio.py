@@ -6,7 +6,7 @@ import asyncio
 import os
 import random
 import socket
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable
 
 import pytest
 import websockets
@@ -14,7 +14,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import serve as ws_serve
 
 from wsstack.asyncio import Server, WebSocket, broadcast, connect
-from wsstack.errors import ConnectionClosed, HandshakeError, InvalidHandshake
+from wsstack.errors import ConnectionClosed, InvalidHandshake
 from wsstack.frames import Opcode
 from wsstack.options import Options
 
