@@ -189,17 +189,22 @@ def wstest_version() -> str:
     return found.group(1) if found else "unknown"
 
 
-def git_revision() -> str:
-    def git(*argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["git", *argv], cwd=REPO, capture_output=True, text=True, check=False)
+def src_revision() -> str:
+    """The last commit that changed src/, and whether src/ differs from it now.
+
+    Taken when each run starts: the tree is shared and commits land while
+    the suite runs, and only the library's code decides the results.
+    """
+
+    def git(*argv: str) -> str:
+        proc = subprocess.run(["git", *argv], cwd=REPO, capture_output=True, text=True, check=False)
+        return proc.stdout.strip() if proc.returncode == 0 else ""
 
     try:
-        rev, dirty = git("rev-parse", "--short", "HEAD"), git("status", "--porcelain", "--", "src")
+        commit, dirty = git("log", "-1", "--format=%h", "--", "src"), git("status", "--porcelain", "--", "src")
     except OSError:
         return "unknown"
-    if rev.returncode != 0:
-        return "unknown"
-    return rev.stdout.strip() + (" + uncommitted changes in src/" if dirty.stdout.strip() else "")
+    return (commit or "unknown") + (" + uncommitted changes" if dirty else "")
 
 
 # ---------------------------------------------------------------- one run
@@ -326,6 +331,8 @@ def render_doc(rows: dict[tuple[str, str], dict[str, Any]]) -> str:
         "",
         "## Results",
         "",
+        headline(ordered),
+        "",
         (
             "| testee | speedups | cases | OK | NON-STRICT | INFORMATIONAL | UNIMPLEMENTED | FAILED "
             "| close not OK | 9.* summed ms | wall | date |"
@@ -385,7 +392,7 @@ def render_doc(rows: dict[tuple[str, str], dict[str, Any]]) -> str:
         "",
         "## How these were produced",
         "",
-        "| testee | speedups | date (UTC) | cases run | wstest | Python | wsstack revision | command |",
+        "| testee | speedups | date (UTC) | cases run | wstest | Python | src/ at commit | command |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in ordered:
@@ -399,6 +406,23 @@ def render_doc(rows: dict[tuple[str, str], dict[str, Any]]) -> str:
     data = {"rows": [{k: r[k] for k in keep if k in r} for r in ordered if "cases" in r]}
     out += ["", DATA_BEGIN, json.dumps(data, indent=1), DATA_END, ""]
     return "\n".join(out)
+
+
+def headline(rows: list[dict[str, Any]]) -> str:
+    """One sentence for the reader in a hurry."""
+    done = [r for r in rows if "cases" in r and r["cases"] == TOTAL_CASES]
+    clean = [r for r in done if row_is_clean(r)]
+    text = (
+        f"{len(clean)} of the {len(rows)} runs on the full suite have nothing FAILED, NON-STRICT or "
+        "UNIMPLEMENTED and every graded closing handshake OK"
+    )
+    counts = {(r["behavior"]["OK"], r["behavior"]["INFORMATIONAL"]) for r in clean}
+    if len(counts) == 1:
+        ok, informational = counts.pop()
+        text += f": {ok} OK and {informational} INFORMATIONAL out of {TOTAL_CASES}" + (
+            " in each." if len(clean) > 1 else "."
+        )
+    return text + ("" if text.endswith(".") else ".")
 
 
 def row_findings(row: dict[str, Any]) -> list[str]:
@@ -484,7 +508,6 @@ def main(argv: list[str] | None = None) -> int:
         "selection": "all" if args.full else args.cases + (f", excluding {args.exclude}" if args.exclude else ""),
         "wstest": wstest_version(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "revision": git_revision(),
         "command": shlex.join(["python", "compliance/run.py", *(sys.argv[1:] if argv is None else argv)]),
     }
     rows: list[dict[str, Any]] = []
@@ -498,8 +521,9 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             print(f"== {name} [{mode}]: cases {common['selection']}", flush=True)
             date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
+            revision = src_revision()
             row = run_one(testee, mode, args, reports / f"{name}-{mode}")
-            row.update(common, date=date)
+            row.update(common, date=date, revision=revision)
             rows.append(row)
             print(f"== {name} [{mode}]: {describe(row)}", flush=True)
 
