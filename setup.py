@@ -56,13 +56,14 @@ if importlib.util.find_spec("cffi") is None:
 else:
     setup(
         cffi_modules=["src/wsstack/_speedups_build.py:ffibuilder"],
-        # apply_mask is one call per client frame, where cffi's call overhead
-        # outweighs the work; csrc/maskmodule.c says why it is plain C-API.
+        # Masking and scanning run per frame, where cffi's call overhead
+        # outweighs the work; csrc/fastcall.c says why they are plain C-API.
         ext_modules=[
             Extension(
-                "wsstack._cmask",
-                sources=["csrc/maskmodule.c", "csrc/mask.c"],
+                "wsstack._fastcall",
+                sources=["csrc/fastcall.c", "csrc/mask.c", "csrc/scan.c"],
                 include_dirs=["csrc"],
+                depends=["csrc/wsstack.h"],
                 extra_compile_args=[] if sys.platform == "win32" else ["-O3"],
             )
         ],

@@ -1,7 +1,8 @@
 /*
- * wsstack C speedups: masking, incremental UTF-8 validation and the frame
- * scanner.  Plain C99, no Python API: the cffi wrappers in
- * src/wsstack/_cspeedups.py own every object and pass raw pointers here.
+ * wsstack C speedups: masking, incremental UTF-8 validation and frame
+ * header checks.  Plain C99, no Python API: the cffi wrappers in
+ * src/wsstack/_cspeedups.py and the fast calls in fastcall.c own every
+ * object and pass raw pointers here.
  *
  * src/wsstack/_speedups_build.py repeats these declarations for cffi; keep
  * the two in step.
@@ -44,8 +45,9 @@ void ws_mask_copy(uint8_t *WS_RESTRICT dst, const uint8_t *WS_RESTRICT src,
 
 uint32_t ws_utf8_validate(uint32_t state, const uint8_t *p, size_t n);
 
-/* ---- frame scanner (scan.c) --------------------------------------------- */
+/* ---- frame headers (scan.c) -------------------------------------------- */
 
+#define WS_OK 0
 #define WS_ERR_RESERVED_OPCODE 1
 #define WS_ERR_RSV 2
 #define WS_ERR_MASK_REQUIRED 3
@@ -54,28 +56,27 @@ uint32_t ws_utf8_validate(uint32_t state, const uint8_t *p, size_t n);
 #define WS_ERR_CONTROL_FRAGMENTED 6
 #define WS_ERR_LENGTH_HIGH_BIT 7
 #define WS_ERR_FRAME_TOO_BIG 8
+#define WS_INCOMPLETE (-1)
+
+typedef struct {
+    uint8_t head;           /* first header byte: FIN, RSV bits, opcode */
+    int masked;
+    size_t header_length;   /* including the masking key */
+    uint64_t payload_length;
+} ws_header;
 
 /*
- * Walk the complete frames in buf[pos..len) (pos <= len), unmasking payloads
- * in place.
- *
- * For each frame, out receives three values: the first header byte, and the
- * start and end offsets (absolute, into buf) of its payload.  At most
- * max_records frames are walked per call; out must hold 3 * max_records + 1
- * values, because the offset just past the last walked frame is stored
- * after the last record.
+ * Check the frame header at p (avail bytes available).  Returns WS_OK and
+ * fills *out once the whole header (masking key included) has arrived and
+ * passed every check; WS_INCOMPLETE while more bytes are needed to decide;
+ * otherwise the WS_ERR_* code of the first check that fails.
  *
  * mask_required: 1 if every frame must be masked (server side), 0 if none
  * may be (client side).  allowed_rsv: RSV bits (0x70 mask of the first
  * byte) that negotiated extensions permit.  max_frame_size: payload limit,
  * UINT64_MAX for none.
- *
- * Returns (records << 8) | error, where error is 0 or a WS_ERR_* code for
- * the frame at the stored offset.  Packing both into the return value keeps
- * the Python side to one call and one unpack.
  */
-uint64_t ws_scan(uint8_t *buf, size_t len, size_t pos, int mask_required,
-                 unsigned allowed_rsv, uint64_t max_frame_size, uint64_t *out,
-                 size_t max_records);
+int ws_parse_header(const uint8_t *p, size_t avail, int mask_required, unsigned allowed_rsv,
+                    uint64_t max_frame_size, ws_header *out);
 
 #endif /* WSSTACK_H */

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from wsstack import _pyspeedups
 from wsstack.errors import InvalidPayloadData, ProtocolError
 from wsstack.frames import (
     FIN,
@@ -108,3 +111,31 @@ def test_close_payload_errors() -> None:
         build_close(1000, "x" * 124)
     with pytest.raises(ValueError):
         build_close(None, "reason without code")
+
+
+# ---- C and Python writers -------------------------------------------------------
+
+
+@given(
+    first=st.integers(0, 255),
+    payload=st.one_of(st.binary(max_size=300), st.integers(65_530, 65_540).map(bytes)),
+    key=st.one_of(st.none(), st.binary(min_size=4, max_size=4)),
+    kind=st.sampled_from([bytes, bytearray, memoryview]),
+)
+def test_c_serialize_frame_equals_python(
+    cspeedups: ModuleType, first: int, payload: bytes, key: bytes | None, kind: type
+) -> None:
+    expected = _pyspeedups.serialize_frame(first, payload, key)
+    assert cspeedups.serialize_frame(first, kind(payload), key) == expected
+    assert expected == (unmasked(first, payload) if key is None else masked(first, payload, key))
+
+
+@pytest.mark.parametrize("implementation", ["c", "python"])
+def test_serialize_frame_refuses_bad_arguments(cspeedups: ModuleType, implementation: str) -> None:
+    write = cspeedups.serialize_frame if implementation == "c" else _pyspeedups.serialize_frame
+    with pytest.raises(ValueError):
+        write(0x82, b"x", b"abc")
+    with pytest.raises(TypeError):
+        write(0x82, "text")  # type: ignore[arg-type]
+    with pytest.raises((ValueError, OverflowError)):
+        write(256, b"x")

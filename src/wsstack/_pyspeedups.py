@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import functools
+import struct
 
 __all__ = [
     "ERR_CONTROL_FRAGMENTED",
@@ -25,7 +26,9 @@ __all__ = [
     "Utf8Validator",
     "apply_mask",
     "apply_mask_inplace",
+    "frame_header",
     "is_utf8",
+    "serialize_frame",
 ]
 
 IMPLEMENTATION = "python"
@@ -100,6 +103,33 @@ def apply_mask_inplace(buf: bytearray | memoryview, key: bytes, offset: int = 0)
     else:
         buf[:] = apply_mask(buf, key, offset)
 
+
+
+# ---- frames --------------------------------------------------------------------
+
+_pack_16 = struct.Struct("!BBH").pack
+_pack_64 = struct.Struct("!BBQ").pack
+
+
+def frame_header(first_byte: int, length: int, mask_key: bytes | None = None) -> bytes:
+    """The header of a frame whose first byte (FIN | RSV | opcode) is ``first_byte``."""
+    mask_bit = 0x80 if mask_key is not None else 0
+    if length < 126:
+        header = bytes((first_byte, length | mask_bit))
+    elif length < 65536:
+        header = _pack_16(first_byte, 126 | mask_bit, length)
+    else:
+        header = _pack_64(first_byte, 127 | mask_bit, length)
+    return header + mask_key if mask_key is not None else header
+
+
+def serialize_frame(first_byte: int, payload: BytesLike, mask_key: bytes | None = None) -> bytes:
+    """Header and payload in one bytes object; the payload is masked when a key is given."""
+    if mask_key is None:
+        return frame_header(first_byte, len(payload)) + payload
+    if len(mask_key) != 4:
+        raise ValueError("a mask key is 4 bytes")
+    return frame_header(first_byte, len(payload), mask_key) + apply_mask(payload, mask_key)
 
 # ---- UTF-8 -------------------------------------------------------------------
 
@@ -247,31 +277,32 @@ class FrameScanner:
             raise ValueError("max_frame_size must be None or at least 0")
         self._max_frame_size = value
 
-    def scan(self, buf: bytearray, pos: int) -> tuple[list[int], int, int]:
-        """Walk the complete frames in ``buf[pos:]``, unmasking payloads in place.
+    def scan(self, data: BytesLike, pos: int) -> tuple[list[int | bytes], int, int]:
+        """Walk the complete frames in ``data[pos:]``.
 
-        Returns ``(records, new_pos, error)``.  ``records`` is flat, three
-        ints per frame: the first header byte, then the start and end offsets
-        of the payload in ``buf``.  ``new_pos`` is the offset just past the
-        last frame returned; an incomplete frame after it is left as it is
-        for the next call.  ``error`` is 0, or the ERR_* code of the frame at
-        ``new_pos``, reported as soon as the header bytes that show it have
-        arrived.  Header checks run in this order: reserved opcode, RSV bits,
-        control frame without FIN, control frame length, high bit of a
-        64-bit length, max_frame_size, mask bit; a check that needs the
-        extended length waits for it, and so do the checks after it.
+        Returns ``(frames, new_pos, error)``.  ``frames`` is flat, two items
+        per frame: the first header byte, then the payload as new, unmasked
+        ``bytes``; ``data`` itself is only read, so any buffer will do.
+        ``new_pos`` is the offset just past the last frame returned; an
+        incomplete frame after it is left for the next call.  ``error`` is 0,
+        or the ERR_* code of the frame at ``new_pos``, reported as soon as
+        the header bytes that show it have arrived.  Header checks run in
+        this order: reserved opcode, RSV bits, control frame without FIN,
+        control frame length, high bit of a 64-bit length, max_frame_size,
+        mask bit; a check that needs the extended length waits for it, and
+        so do the checks after it.
         """
-        size = len(buf)
+        size = len(data)
         if not 0 <= pos <= size:
             raise ValueError(f"pos {pos} is outside the buffer (length {size})")
         allowed = self._allowed_rsv
         limit = self._max_frame_size
         mask_required = self.mask_required
-        records: list[int] = []
+        frames: list[int | bytes] = []
         error = 0
         while size - pos >= 2:
-            b0 = buf[pos]
-            b1 = buf[pos + 1]
+            b0 = data[pos]
+            b1 = data[pos + 1]
             opcode = b0 & 0x0F
             if 0x3 <= opcode <= 0x7 or opcode >= 0xB:
                 error = ERR_RESERVED_OPCODE
@@ -291,12 +322,12 @@ class FrameScanner:
                 header = 4
                 if size - pos < header:
                     break
-                length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
+                length = int.from_bytes(data[pos + 2 : pos + 4], "big")
             elif length == 127:
                 header = 10
                 if size - pos < header:
                     break
-                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                length = int.from_bytes(data[pos + 2 : pos + 10], "big")
                 if length >> 63:
                     error = ERR_LENGTH_HIGH_BIT
                     break
@@ -314,7 +345,8 @@ class FrameScanner:
             if end > size:
                 break
             if masked:
-                buf[start:end] = apply_mask(buf[start:end], bytes(buf[start - 4 : start]))
-            records += (b0, start, end)
+                frames += (b0, apply_mask(data[start:end], bytes(data[start - 4 : start])))
+            else:
+                frames += (b0, bytes(data[start:end]))
             pos = end
-        return records, pos, error
+        return frames, pos, error

@@ -167,8 +167,7 @@ class Connection:
         if self.state is State.CONNECTING:
             self._receive_handshake(data)
             return
-        self._buf += data
-        self._parse_frames()
+        self._parse_frames(data)
 
     def events(self) -> list[Event]:
         """Events since the last call, oldest first."""
@@ -196,14 +195,27 @@ class Connection:
         self._send_message(_TEXT, text.encode("utf-8"), fragment_size)
 
     def send_binary(self, data: bytes | bytearray | memoryview, fragment_size: int | None = None) -> None:
-        self._send_message(_BINARY, bytes(data), fragment_size)
+        if isinstance(data, str):
+            raise TypeError("send_binary() takes bytes-like data, not str")
+        self.send(data, fragment_size)
 
     def send(self, message: str | bytes | bytearray | memoryview, fragment_size: int | None = None) -> None:
         """``str`` goes out as a text message, anything bytes-like as binary."""
         if isinstance(message, str):
-            self._send_message(_TEXT, message.encode("utf-8"), fragment_size)
+            first, payload = FIN | _TEXT, message.encode()
         else:
-            self._send_message(_BINARY, bytes(message), fragment_size)
+            first, payload = FIN | _BINARY, bytes(message)
+        if (
+            fragment_size is None
+            and self.state is State.OPEN
+            and not self.extensions
+            and (len(payload) <= _JOIN_LIMIT or self._mask_keys is not None)
+        ):
+            # The usual message, without the general path's checks and calls.
+            keys = self._mask_keys
+            self._out.append(serialize_frame(first, payload, None if keys is None else keys.next()))
+            return
+        self._send_message(first & 0x0F, payload, fragment_size)
 
     def ping(self, data: bytes | str = b"") -> None:
         self._send_control(_PING, data)
@@ -302,7 +314,7 @@ class Connection:
             self._out.append(frame_header(first_byte, len(payload)))
             self._out.append(payload)
         else:
-            self._out.append(frame_header(first_byte, len(payload)) + payload)
+            self._out.append(serialize_frame(first_byte, payload))
 
     def _check_can_send(self) -> None:
         if self.state is not State.OPEN:
@@ -368,12 +380,17 @@ class Connection:
 
     # -- frames
 
-    def _parse_frames(self) -> None:
+    def _parse_frames(self, data: bytes | bytearray | memoryview) -> None:
         buf = self._buf
-        records, consumed, error = self._scanner.scan(buf, 0)
-        if records:
+        if buf:
+            buf += data
+            data = buf
+        # Otherwise the read is scanned where it is, and only an incomplete
+        # frame at its end is copied into the buffer.
+        frames, consumed, error = self._scanner.scan(data, 0)
+        if frames:
             try:
-                self._handle_records(buf, records)
+                self._handle_frames(frames)
             except ProtocolError as exc:
                 self._fail(exc)
                 return
@@ -383,7 +400,10 @@ class Connection:
         if error:
             self._fail(_scan_error(error))
             return
-        del buf[:consumed]
+        if data is buf:
+            del buf[:consumed]
+        elif consumed < len(data):
+            buf += data[consumed:] if consumed else data
         if len(buf) > 1 and self._msg_rsv == 0:
             try:
                 self._validate_partial_text(buf)
@@ -428,39 +448,38 @@ class Connection:
             raise InvalidPayloadData("text message is not valid UTF-8")
         self._prevalidated = available
 
-    def _handle_records(self, buf: bytearray, records: list[int]) -> None:
+    def _handle_frames(self, frames: list[int | bytes]) -> None:
         append = self._events.append
         max_size = self.options.max_message_size
         if max_size is None:
             max_size = sys.maxsize
         # Whole unextended messages in one frame skip the general path below.
         fast = not self.frame_mode and not self._msg_opcode and not self._prevalidated
-        it = iter(records)
-        with memoryview(buf) as view:
-            for head, start, end in zip(it, it, it):
-                if fast and (head == 0x81 or head == 0x82):
-                    if end - start > max_size:
-                        raise MessageTooBig(f"message of {end - start} bytes exceeds the limit of {max_size}")
-                    if head == 0x82:
-                        append(BinaryMessage(view[start:end].tobytes()))
-                        continue
-                    try:
-                        # Decoding a bytearray slice beats decoding a memoryview slice for small frames.
-                        append(TextMessage(buf[start:end].decode()))
-                    except UnicodeDecodeError:
-                        raise InvalidPayloadData("text message is not valid UTF-8") from None
+        it = iter(frames)
+        payload: bytes
+        for head, payload in zip(it, it):  # type: ignore[assignment]
+            if fast and (head == 0x82 or head == 0x81):
+                if len(payload) > max_size:
+                    raise MessageTooBig(f"message of {len(payload)} bytes exceeds the limit of {max_size}")
+                if head == 0x82:
+                    append(BinaryMessage(payload))
                     continue
-                if head & 0x08:
-                    if head & 0x70:
-                        # Extensions never see control frames, so no RSV bit means anything there;
-                        # the scanner lets negotiated bits through (RFC 7692 §6 forbids RSV1 here).
-                        raise ProtocolError("reserved bit set on a control frame")
-                    self._handle_control(head & 0x0F, view[start:end].tobytes())
-                    if self.state is State.CLOSED:
-                        return
-                else:
-                    self._handle_data(head, view[start:end].tobytes())
-                fast = not self.frame_mode and not self._msg_opcode and not self._prevalidated
+                try:
+                    append(TextMessage(payload.decode()))
+                except UnicodeDecodeError:
+                    raise InvalidPayloadData("text message is not valid UTF-8") from None
+                continue
+            if head & 0x08:  # type: ignore[operator]
+                if head & 0x70:  # type: ignore[operator]
+                    # Extensions never see control frames, so no RSV bit means anything there;
+                    # the scanner lets negotiated bits through (RFC 7692 §6 forbids RSV1 here).
+                    raise ProtocolError("reserved bit set on a control frame")
+                self._handle_control(head & 0x0F, payload)  # type: ignore[operator]
+                if self.state is State.CLOSED:
+                    return
+            else:
+                self._handle_data(head, payload)  # type: ignore[arg-type]
+            fast = not self.frame_mode and not self._msg_opcode and not self._prevalidated
 
     def _handle_data(self, head: int, payload: bytes) -> None:
         opcode = head & 0x0F
@@ -623,7 +642,9 @@ class ServerConnection(Connection):
         self._out.append(serialize_response(response))
         self._open(subprotocol, accepted)
         if self._buf:
-            self._parse_frames()
+            early = bytes(self._buf)
+            self._buf.clear()
+            self._parse_frames(early)
 
     @staticmethod
     def _negotiate_extensions(
@@ -741,8 +762,7 @@ class ClientConnection(Connection):
         self._events.append(HandshakeComplete(subprotocol, tuple(e.name for e in extensions), response))
         leftover = self._response_parser.leftover
         if leftover:
-            self._buf += leftover
-            self._parse_frames()
+            self._parse_frames(leftover)
 
     def _accept_extensions(self, answered: list[tuple[str, list[tuple[str, str | None]]]]) -> list[Extension]:
         extensions: list[Extension] = []

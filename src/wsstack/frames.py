@@ -1,19 +1,19 @@
 """RFC 6455 frames: opcodes, the Frame value, close payloads and serialization.
 
-Parsing lives in :mod:`wsstack.speedups` (``FrameScanner``): it walks a whole
-receive buffer per call, which is where the C path pays off. This module
-holds what both directions share and the cheap, allocation-light writer.
+Parsing and serialization live in :mod:`wsstack.speedups` (``FrameScanner``,
+``serialize_frame``), where the C path pays off: the scanner walks a whole
+receive buffer per call, and a frame is written with one allocation. This
+module holds what both directions share and re-exports the writer.
 """
 
 from __future__ import annotations
 
 import enum
 import os
-import struct
 from dataclasses import dataclass
 
 from .errors import InvalidPayloadData, ProtocolError
-from .speedups import apply_mask
+from .speedups import frame_header, serialize_frame
 
 __all__ = [
     "Opcode",
@@ -34,10 +34,6 @@ FIN = 0x80
 RSV1 = 0x40
 RSV2 = 0x20
 RSV3 = 0x10
-
-_pack_16 = struct.Struct("!BBH").pack
-_pack_64 = struct.Struct("!BBQ").pack
-
 
 class Opcode(enum.IntEnum):
     CONTINUATION = 0x0
@@ -62,25 +58,6 @@ class Frame:
     rsv1: bool = False
     rsv2: bool = False
     rsv3: bool = False
-
-
-def frame_header(first_byte: int, length: int, mask_key: bytes | None = None) -> bytes:
-    """The header of a frame whose first byte (FIN | RSV | opcode) is ``first_byte``."""
-    mask_bit = 0x80 if mask_key is not None else 0
-    if length < 126:
-        header = bytes((first_byte, length | mask_bit))
-    elif length < 65536:
-        header = _pack_16(first_byte, 126 | mask_bit, length)
-    else:
-        header = _pack_64(first_byte, 127 | mask_bit, length)
-    return header + mask_key if mask_key is not None else header
-
-
-def serialize_frame(first_byte: int, payload: bytes, mask_key: bytes | None = None) -> bytes:
-    """Header and payload in one bytes object; the payload is masked when a key is given."""
-    if mask_key is None:
-        return frame_header(first_byte, len(payload)) + payload
-    return frame_header(first_byte, len(payload), mask_key) + apply_mask(payload, mask_key)
 
 
 class MaskKeys:

@@ -3,8 +3,9 @@
 Exposes the same names whichever implementation is active:
 ``IMPLEMENTATION`` ("c" or "python"), ``apply_mask``, ``apply_mask_inplace``,
 ``Utf8Validator``, ``is_utf8``, ``FrameScanner`` and the ``ERR_*`` codes of
-the scanner.  The C module (``wsstack._speedups``, built with cffi) is used
-when it imports; it is optional because installation falls back to pure
+the scanner, ``frame_header`` and ``serialize_frame``.  The C modules
+(``wsstack._fastcall`` and the cffi-built ``wsstack._speedups``) are used
+when they import; they are optional because installation falls back to pure
 Python when there is no C compiler.  Setting ``WSSTACK_NO_SPEEDUPS=1`` before
 the first import forces the pure-Python code, to test it or rule C out.
 """
@@ -29,7 +30,9 @@ __all__ = [
     "Utf8Validator",
     "apply_mask",
     "apply_mask_inplace",
+    "frame_header",
     "is_utf8",
+    "serialize_frame",
 ]
 
 NO_SPEEDUPS_ENV = "WSSTACK_NO_SPEEDUPS"

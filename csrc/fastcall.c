@@ -1,0 +1,297 @@
+/*
+ * wsstack._fastcall: the per-frame hot paths as CPython METH_FASTCALL
+ * functions.
+ *
+ * The rest of csrc/ is reached through cffi, which costs about 0.3 us per
+ * call once the wrapper's checks, buffer exports and result objects are
+ * counted.  These run once or more per frame: scan_frames for every read,
+ * serialize_frame for every frame sent, apply_mask for what arrives in
+ * pieces.  A function that parses its own arguments and builds its own
+ * objects brings each call down to the cost of the work, which for a small
+ * frame is well under that overhead.  The loops (masking, header checks)
+ * are shared with the cffi module.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+#include "wsstack.h"
+
+static PyObject *
+apply_mask(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs < 2 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "apply_mask(data, key, offset=0)");
+        return NULL;
+    }
+    size_t offset = 0;
+    if (nargs == 3) {
+        /* Only offset % 4 matters; a Python int of any size or sign reduces mod 4. */
+        PyObject *four = PyLong_FromLong(4);
+        if (four == NULL)
+            return NULL;
+        PyObject *rem = PyNumber_Remainder(args[2], four);
+        Py_DECREF(four);
+        if (rem == NULL)
+            return NULL;
+        offset = (size_t)PyLong_AsLong(rem);
+        Py_DECREF(rem);
+        if (PyErr_Occurred())
+            return NULL;
+    }
+    Py_buffer key;
+    if (PyObject_GetBuffer(args[1], &key, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (key.len != 4) {
+        PyBuffer_Release(&key);
+        PyErr_SetString(PyExc_ValueError, "a mask key is 4 bytes");
+        return NULL;
+    }
+    Py_buffer data;
+    if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&key);
+        return NULL;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, data.len);
+    if (out != NULL)
+        ws_mask_copy((uint8_t *)PyBytes_AS_STRING(out), (const uint8_t *)data.buf,
+                     (size_t)data.len, (const uint8_t *)key.buf, offset);
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&key);
+    return out;
+}
+
+/*
+ * serialize_frame(first_byte, payload, mask_key=None) -> bytes
+ *
+ * Header and payload in one new object, masked when a key is given: one
+ * allocation and one pass over the payload, where building the header and
+ * then concatenating takes three objects and two passes.
+ */
+static PyObject *
+serialize_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs < 2 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "serialize_frame(first_byte, payload, mask_key=None)");
+        return NULL;
+    }
+    long first = PyLong_AsLong(args[0]);
+    if (first == -1 && PyErr_Occurred())
+        return NULL;
+    if (first < 0 || first > 255) {
+        PyErr_SetString(PyExc_ValueError, "first_byte must be in range(256)");
+        return NULL;
+    }
+    Py_buffer key = {0};
+    int masked = nargs == 3 && args[2] != Py_None;
+    if (masked) {
+        if (PyObject_GetBuffer(args[2], &key, PyBUF_SIMPLE) < 0)
+            return NULL;
+        if (key.len != 4) {
+            PyBuffer_Release(&key);
+            PyErr_SetString(PyExc_ValueError, "a mask key is 4 bytes");
+            return NULL;
+        }
+    }
+    Py_buffer payload;
+    if (PyObject_GetBuffer(args[1], &payload, PyBUF_SIMPLE) < 0) {
+        if (masked)
+            PyBuffer_Release(&key);
+        return NULL;
+    }
+    uint64_t n = (uint64_t)payload.len;
+    uint8_t header[14];
+    size_t h = 2;
+    header[0] = (uint8_t)first;
+    if (n < 126) {
+        header[1] = (uint8_t)n;
+    } else if (n < 65536) {
+        header[1] = 126;
+        header[2] = (uint8_t)(n >> 8);
+        header[3] = (uint8_t)n;
+        h = 4;
+    } else {
+        header[1] = 127;
+        for (int i = 0; i < 8; i++)
+            header[2 + i] = (uint8_t)(n >> (56 - 8 * i));
+        h = 10;
+    }
+    if (masked) {
+        header[1] |= 0x80;
+        memcpy(header + h, key.buf, 4);
+        h += 4;
+    }
+    PyObject *out = NULL;
+    if ((size_t)payload.len <= (size_t)PY_SSIZE_T_MAX - h)
+        out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(h + (size_t)payload.len));
+    else
+        PyErr_NoMemory();
+    if (out != NULL) {
+        uint8_t *dst = (uint8_t *)PyBytes_AS_STRING(out);
+        memcpy(dst, header, h);
+        if (masked)
+            ws_mask_copy(dst + h, (const uint8_t *)payload.buf, (size_t)payload.len,
+                         (const uint8_t *)key.buf, 0);
+        else if (payload.len)
+            memcpy(dst + h, payload.buf, (size_t)payload.len);
+    }
+    PyBuffer_Release(&payload);
+    if (masked)
+        PyBuffer_Release(&key);
+    return out;
+}
+
+/* max_frame_size as C sees it: None, or any limit past 64 bits, is no limit. */
+static int
+frame_limit(PyObject *value, uint64_t *limit)
+{
+    if (value == Py_None) {
+        *limit = UINT64_MAX;
+        return 0;
+    }
+    if (!PyLong_Check(value)) {
+        PyErr_SetString(PyExc_TypeError, "max_frame_size must be an int or None");
+        return -1;
+    }
+    int overflow;
+    long long small = PyLong_AsLongLongAndOverflow(value, &overflow);
+    if (small == -1 && PyErr_Occurred())
+        return -1;
+    if (overflow < 0 || (overflow == 0 && small < 0)) {
+        PyErr_SetString(PyExc_ValueError, "max_frame_size must be None or at least 0");
+        return -1;
+    }
+    if (overflow == 0) {
+        *limit = (uint64_t)small;
+        return 0;
+    }
+    *limit = PyLong_AsUnsignedLongLong(value);
+    if (*limit == (uint64_t)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        *limit = UINT64_MAX;
+    }
+    return 0;
+}
+
+/*
+ * scan_frames(data, pos, mask_required, allowed_rsv, max_frame_size)
+ *     -> (frames, new_pos, error)
+ *
+ * Walks the complete frames in data[pos:].  frames is flat, two items per
+ * frame: the first header byte and the payload as new, unmasked bytes.
+ * data is only read, so any buffer will do and a transport's read buffer
+ * can be scanned without first copying it into the connection's.
+ * See FrameScanner.scan in _pyspeedups.py for the contract.
+ */
+static PyObject *
+scan_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError,
+                        "scan_frames(data, pos, mask_required, allowed_rsv, max_frame_size)");
+        return NULL;
+    }
+    Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
+    if (pos == -1 && PyErr_Occurred())
+        return NULL;
+    int mask_required = PyObject_IsTrue(args[2]);
+    if (mask_required < 0)
+        return NULL;
+    long allowed_rsv = PyLong_AsLong(args[3]);
+    if (allowed_rsv == -1 && PyErr_Occurred())
+        return NULL;
+    uint64_t limit;
+    if (frame_limit(args[4], &limit) < 0)
+        return NULL;
+
+    Py_buffer data;
+    if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0)
+        return NULL;
+    PyObject *frames = NULL, *result = NULL;
+    if (pos < 0 || pos > data.len) {
+        PyErr_Format(PyExc_ValueError, "pos %zd is outside the buffer (length %zd)", pos, data.len);
+        goto done;
+    }
+    frames = PyList_New(0);
+    if (frames == NULL)
+        goto done;
+
+    const uint8_t *buf = (const uint8_t *)data.buf;
+    size_t len = (size_t)data.len, at = (size_t)pos;
+    int status;
+    for (;;) {
+        ws_header h;
+        status = ws_parse_header(buf + at, len - at, mask_required, (unsigned)allowed_rsv, limit, &h);
+        if (status != WS_OK)
+            break;
+        size_t start = at + h.header_length;
+        if (len - start < h.payload_length) {
+            status = WS_INCOMPLETE;
+            break;
+        }
+        size_t n = (size_t)h.payload_length;
+        PyObject *payload;
+        if (h.masked) {
+            payload = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n);
+            if (payload != NULL)
+                ws_mask_copy((uint8_t *)PyBytes_AS_STRING(payload), buf + start, n, buf + start - 4, 0);
+        } else {
+            payload = PyBytes_FromStringAndSize((const char *)buf + start, (Py_ssize_t)n);
+        }
+        if (payload == NULL)
+            goto done;
+        PyObject *head = PyLong_FromLong(h.head);
+        if (head == NULL || PyList_Append(frames, head) < 0 || PyList_Append(frames, payload) < 0) {
+            Py_XDECREF(head);
+            Py_DECREF(payload);
+            goto done;
+        }
+        Py_DECREF(head);
+        Py_DECREF(payload);
+        at = start + n;
+    }
+    result = Py_BuildValue("(Onh)", frames, (Py_ssize_t)at, (short)(status == WS_INCOMPLETE ? 0 : status));
+
+done:
+    Py_XDECREF(frames);
+    PyBuffer_Release(&data);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"apply_mask", (PyCFunction)(void (*)(void))apply_mask, METH_FASTCALL,
+     "apply_mask(data, key, offset=0) -> bytes: data XORed with the repeated 4-byte key."},
+    {"serialize_frame", (PyCFunction)(void (*)(void))serialize_frame, METH_FASTCALL,
+     "serialize_frame(first_byte, payload, mask_key=None) -> bytes: a whole frame."},
+    {"scan_frames", (PyCFunction)(void (*)(void))scan_frames, METH_FASTCALL,
+     "scan_frames(data, pos, mask_required, allowed_rsv, max_frame_size) -> (frames, new_pos, error)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "wsstack._fastcall", NULL, 0, methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__fastcall(void)
+{
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    /* scan_frames' error codes, for the Python side to check its copy against. */
+    if (PyModule_AddIntConstant(m, "ERR_RESERVED_OPCODE", WS_ERR_RESERVED_OPCODE) < 0
+        || PyModule_AddIntConstant(m, "ERR_RSV", WS_ERR_RSV) < 0
+        || PyModule_AddIntConstant(m, "ERR_MASK_REQUIRED", WS_ERR_MASK_REQUIRED) < 0
+        || PyModule_AddIntConstant(m, "ERR_MASK_FORBIDDEN", WS_ERR_MASK_FORBIDDEN) < 0
+        || PyModule_AddIntConstant(m, "ERR_CONTROL_TOO_LONG", WS_ERR_CONTROL_TOO_LONG) < 0
+        || PyModule_AddIntConstant(m, "ERR_CONTROL_FRAGMENTED", WS_ERR_CONTROL_FRAGMENTED) < 0
+        || PyModule_AddIntConstant(m, "ERR_LENGTH_HIGH_BIT", WS_ERR_LENGTH_HIGH_BIT) < 0
+        || PyModule_AddIntConstant(m, "ERR_FRAME_TOO_BIG", WS_ERR_FRAME_TOO_BIG) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
