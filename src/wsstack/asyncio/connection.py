@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import inspect
 import logging
 import os
 import time
@@ -21,6 +22,7 @@ from ..coreview import CoreView
 from ..errors import ConnectionClosed, InvalidState
 from ..events import BinaryMessage, CloseReceived, ConnectionLost, Ping, Pong, ProtocolFailure, TextMessage
 from ..frames import Frame, Opcode
+from .waiter import Waiter
 
 __all__ = ["WebSocket"]
 
@@ -41,7 +43,7 @@ class WebSocket(CoreView):
     __slots__ = (
         "_core", "_transport", "_loop", "_max_queue", "_close_timeout", "_queue", "_recv_waiter",
         "_reading_paused", "_writing_paused", "_drain_waiters", "_pings", "_lost", "_close_timer", "_failure_timer",
-        "_heartbeat", "_ping_deadline", "_on_close", "__weakref__",
+        "_heartbeat", "_ping_deadline", "_on_close", "_handler", "__weakref__",
     )
 
     def __init__(self, core: Connection, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
@@ -52,7 +54,7 @@ class WebSocket(CoreView):
         self._max_queue = max(1, options.max_queue)
         self._close_timeout = options.close_timeout
         self._queue: collections.deque[Any] = collections.deque()
-        self._recv_waiter: asyncio.Future[None] | None = None
+        self._recv_waiter: Waiter | None = None
         self._reading_paused = False
         self._writing_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
@@ -63,6 +65,7 @@ class WebSocket(CoreView):
         self._heartbeat: asyncio.TimerHandle | None = None
         self._ping_deadline: asyncio.TimerHandle | None = None
         self._on_close: Callable[[WebSocket], None] | None = None
+        self._handler: Callable[[Any], object] | None = None
         transport.set_write_buffer_limits(high=options.write_limit)
         if options.ping_interval:
             self._heartbeat = loop.call_later(options.ping_interval, self._send_heartbeat)
@@ -84,10 +87,24 @@ class WebSocket(CoreView):
         """The next message: ``str`` for text, ``bytes`` for binary, ``None`` once closed."""
         if self._core.frame_mode:
             raise InvalidState("recv_frame() switched this connection to frame mode")
-        return await self._next()
+        if self._handler is not None:
+            raise InvalidState("messages go to the message handler; set_message_handler(None) first")
+        # _next() inlined: one coroutine less per message on the hot path.
+        queue = self._queue
+        while not queue:
+            waiter = self._wait_for_data()
+            if waiter is None:
+                return None
+            await waiter
+        item = queue.popleft()
+        if self._reading_paused:
+            self._resume_if_drained()
+        return item  # type: ignore[no-any-return]
 
     async def recv_frame(self) -> Frame | None:
         """The next frame, control frames included; ``None`` once closed."""
+        if self._handler is not None:
+            raise InvalidState("frames go to the message handler; set_message_handler(None) first")
         if not self._core.frame_mode:
             self._core.frame_mode = True
             # Messages already assembled are handed over as single frames.
@@ -96,25 +113,66 @@ class WebSocket(CoreView):
                                                            item.encode() if isinstance(item, str) else item)
                 for item in self._queue
             )
-        return await self._next()
+        return await self._next()  # type: ignore[no-any-return]
 
     async def _next(self) -> Any:
         queue = self._queue
         while not queue:
-            if self._core.failure_held:
-                self._release_failure()
-            if self._lost.done() or self._core.state is State.CLOSED:
+            waiter = self._wait_for_data()
+            if waiter is None:
                 return None
-            waiter = self._recv_waiter = self._loop.create_future()
-            try:
-                await waiter
-            finally:
-                self._recv_waiter = None
+            await waiter
         item = queue.popleft()
-        if self._reading_paused and len(queue) <= self._max_queue // 2:
+        if self._reading_paused:
+            self._resume_if_drained()
+        return item
+
+    def _wait_for_data(self) -> Waiter | None:
+        """A waiter woken when something is queued, or None once nothing more can come."""
+        if self._core.failure_held:
+            self._release_failure()
+        if self._lost.done() or self._core.state is State.CLOSED:
+            return None
+        # A cancelled recv() leaves its waiter behind; it is simply replaced.
+        waiter = self._recv_waiter = Waiter(self._loop)
+        return waiter
+
+    def _resume_if_drained(self) -> None:
+        if len(self._queue) <= self._max_queue // 2:
             self._reading_paused = False
             self._transport.resume_reading()
-        return item
+
+    def set_message_handler(self, handler: Callable[[Any], object] | None) -> None:
+        """Have ``handler(message)`` called for each message as it arrives, instead of ``recv()``.
+
+        This is the fastest way to consume a connection: the handler runs
+        inside the transport's read callback, with no task to resume. It
+        gets what ``recv()`` would return (``str`` or ``bytes``; ``Frame``
+        objects in frame mode), in order, starting with anything already
+        queued. It must not block; it replies with ``send_nowait()``, and
+        ``ws.set_message_handler(ws.send_nowait)`` is a complete echo.
+
+        While a handler is set, ``recv()`` raises ``InvalidState``, and
+        reading pauses whenever the transport's write buffer is over its
+        high-water mark, so a peer that sends without reading the replies
+        cannot make the server buffer without bound. An exception in the
+        handler (or a coroutine returned by it: handlers are not awaited)
+        is logged and closes the connection with 1011. ``None`` goes back to
+        ``recv()``. Keep the route handler (or the client) waiting in
+        ``wait_closed()``: returning from a route handler closes the connection.
+        """
+        self._handler = handler
+        if handler is None:
+            if self._reading_paused and len(self._queue) < self._max_queue:
+                self._reading_paused = False
+                self._transport.resume_reading()
+            return
+        queue = self._queue
+        while queue and self._handler is handler:
+            self._call_handler(queue.popleft())
+        if self._reading_paused and not self._writing_paused:
+            self._reading_paused = False
+            self._transport.resume_reading()
 
     def __aiter__(self) -> AsyncIterator[Message]:
         return self._iterate()
@@ -127,14 +185,29 @@ class WebSocket(CoreView):
 
     async def send(self, message: Message | bytearray | memoryview) -> None:
         """Send ``str`` as a text message and anything bytes-like as binary."""
-        self._core.send(message)
-        self._flush()
+        core = self._core
+        core.send(message)
+        self._transport.write(core.data_to_send())  # never empty after a send
         if self._writing_paused:
             await self._drain()
 
+    def send_nowait(self, message: Message | bytearray | memoryview) -> None:
+        """Send at once, without waiting while the write buffer is over its limit.
+
+        For code that cannot await, message handlers first: the frame joins
+        the transport's buffer however full it is, so the caller is
+        responsible for backpressure (a message handler has it: reading
+        pauses while the buffer is full). Raises ``ConnectionClosed`` once
+        the connection is closing.
+        """
+        core = self._core
+        core.send(message)
+        self._transport.write(core.data_to_send())
+
     async def send_binary(self, data: bytes | bytearray | memoryview) -> None:
-        self._core.send_binary(data)
-        self._flush()
+        core = self._core
+        core.send_binary(data)
+        self._transport.write(core.data_to_send())
         if self._writing_paused:
             await self._drain()
 
@@ -196,8 +269,11 @@ class WebSocket(CoreView):
         core.receive_data(data)
         events = core.events()
         if events:
-            self._dispatch(events)
-        self._flush()
+            # Called by the transport, outside any task: a waiting recv() resumes right here.
+            self._dispatch(events, eager=True)
+        data = core.data_to_send()
+        if data:
+            self._transport.write(data)
         if core.state is State.CLOSED:
             self._after_events()
 
@@ -229,23 +305,36 @@ class WebSocket(CoreView):
     def _pause_writing(self) -> None:
         self._writing_paused = True
         self._core.pause_pongs()
+        if self._handler is not None and not self._reading_paused:
+            # A handler replies without awaiting; stop taking requests until the replies drain.
+            self._reading_paused = True
+            self._transport.pause_reading()
 
     def _resume_writing(self) -> None:
         self._writing_paused = False
         self._core.resume_pongs()
         self._flush()
         self._wake_drain(None)
+        if self._handler is not None and self._reading_paused:
+            self._reading_paused = False
+            self._transport.resume_reading()
 
     # ------------------------------------------------------------- internals
 
-    def _dispatch(self, events: list[Any]) -> None:
+    def _dispatch(self, events: list[Any], eager: bool = False) -> None:
         queue = self._queue
         for event in events:
             kind = type(event)
             if kind is TextMessage or kind is BinaryMessage:
-                queue.append(event.data)
+                if self._handler is None:
+                    queue.append(event.data)
+                else:
+                    self._call_handler(event.data)
             elif kind is Frame:
-                queue.append(event)
+                if self._handler is None:
+                    queue.append(event)
+                else:
+                    self._call_handler(event)
                 if event.opcode == Opcode.PONG:
                     self._acknowledge(event.payload)
             elif kind is Pong:
@@ -261,11 +350,30 @@ class WebSocket(CoreView):
             elif kind is not Ping and kind is not CloseReceived and kind is not ConnectionLost:
                 logger.debug("unhandled event %r", event)
         if queue:
-            self._wake_recv()
+            self._wake_recv(eager)
             # Once closing, keep reading: the peer's close frame is behind these.
             if not self._reading_paused and len(queue) >= self._max_queue and self._core.state is State.OPEN:
                 self._reading_paused = True
                 self._transport.pause_reading()
+
+    def _call_handler(self, item: Any) -> None:
+        handler = self._handler
+        assert handler is not None
+        try:
+            result = handler(item)
+            if result is not None and inspect.isawaitable(result):
+                if inspect.iscoroutine(result):
+                    result.close()
+                raise TypeError(f"message handler {handler!r} returned an awaitable; handlers are called, not awaited")
+        except Exception:
+            logger.exception("message handler failed: closing with 1011")
+            self._handler = None
+            core = self._core
+            if core.state is State.OPEN:
+                core.close(1011, "internal error")
+                self._flush()
+                if self._close_timer is None and self._close_timeout is not None:
+                    self._close_timer = self._loop.call_later(self._close_timeout, self._transport.abort)
 
     def _after_events(self) -> None:
         """Once the core is closed: the server drops TCP now, a client gives the server time to."""
@@ -302,10 +410,11 @@ class WebSocket(CoreView):
         if data:
             self._transport.write(data)
 
-    def _wake_recv(self) -> None:
+    def _wake_recv(self, eager: bool = False) -> None:
         waiter = self._recv_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if waiter is not None:
+            self._recv_waiter = None
+            waiter.wake(eager)
 
     async def _drain(self) -> None:
         if self._lost.done():

@@ -1,0 +1,214 @@
+"""Message handlers: set_message_handler() and send_nowait(), the callback way to consume a connection."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any, Callable
+
+import pytest
+
+from wsstack.asyncio import Server, WebSocket, connect
+from wsstack.errors import ConnectionClosed, InvalidState
+from wsstack.frames import Frame, Opcode
+from wsstack.options import Options
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+async def serve(setup: Callable[[WebSocket], Any], options: Options | None = None) -> tuple[Server, str]:
+    """A server whose one route upgrades, runs ``setup(ws)`` and waits for the connection to end."""
+    server = Server(options)
+
+    @server.get("/")
+    async def route(ctx: Any) -> None:
+        ws = await ctx.upgrade_to_websocket()
+        result = setup(ws)
+        if asyncio.iscoroutine(result):
+            await result
+        await ws.wait_closed()
+
+    await server.listen(0)
+    return server, f"ws://127.0.0.1:{server.port}/"
+
+
+def test_echo_handler_keeps_types_and_order() -> None:
+    async def main() -> None:
+        server, url = await serve(lambda ws: ws.set_message_handler(ws.send_nowait))
+        async with connect(url) as ws:
+            sent: list[str | bytes] = [os.urandom(i % 300) if i % 3 else f"text {i} é" for i in range(300)]
+            for message in sent:
+                await ws.send(message)  # many arrive in one read
+            assert [await ws.recv() for _ in sent] == sent
+        await server.close()
+
+    run(main())
+
+
+def test_queued_messages_reach_the_handler_first() -> None:
+    async def main() -> None:
+        seen: list[Any] = []
+        three_queued = asyncio.Event()
+
+        async def setup(ws: WebSocket) -> None:
+            while len(ws._queue) < 3:
+                await asyncio.sleep(0.01)
+            ws.set_message_handler(seen.append)
+            three_queued.set()
+
+        server, url = await serve(setup)
+        async with connect(url) as ws:
+            for i in range(3):
+                await ws.send(f"early {i}")
+            await three_queued.wait()
+            await ws.send(b"late")
+            await ws.ping()  # answered after the message before it was handled
+            assert seen == ["early 0", "early 1", "early 2", b"late"]
+        await server.close()
+
+    run(main())
+
+
+def test_recv_refused_while_a_handler_is_set_then_back_to_recv() -> None:
+    async def main() -> None:
+        got: list[Any] = []
+        errors: list[Exception] = []
+
+        async def setup(ws: WebSocket) -> None:
+            ws.set_message_handler(got.append)
+            for receive in (ws.recv, ws.recv_frame):
+                try:
+                    await receive()
+                except InvalidState as exc:
+                    errors.append(exc)
+            while not got:
+                await asyncio.sleep(0.01)
+            ws.set_message_handler(None)
+            await ws.send(f"handler saw {got[0]}, recv sees {await ws.recv()}")
+
+        server, url = await serve(setup)
+        async with connect(url) as ws:
+            await ws.send("one")
+            await asyncio.sleep(0.05)
+            await ws.send("two")
+            assert await ws.recv() == "handler saw one, recv sees two"
+        assert len(errors) == 2
+        await server.close()
+
+    run(main())
+
+
+@pytest.mark.parametrize("kind", ["raises", "coroutine"])
+def test_failing_handler_closes_with_1011(kind: str, caplog: pytest.LogCaptureFixture) -> None:
+    async def broken_async(message: Any) -> None:
+        raise AssertionError("never awaited, never run")
+
+    def broken(message: Any) -> None:
+        raise RuntimeError("bug in the handler")
+
+    async def main() -> None:
+        handler = broken if kind == "raises" else broken_async
+        server, url = await serve(lambda ws: ws.set_message_handler(handler))
+        async with connect(url) as ws:
+            await ws.send("boom")
+            assert await ws.recv() is None
+            assert (ws.close_code, ws.close_reason) == (1011, "internal error")
+        await server.close()
+
+    with caplog.at_level(logging.ERROR, logger="wsstack"):
+        run(main())
+    assert any("message handler failed" in r.message for r in caplog.records)
+    expected = "bug in the handler" if kind == "raises" else "returned an awaitable"
+    assert any(expected in str(r.exc_info[1]) for r in caplog.records if r.exc_info)
+
+
+def test_send_nowait_on_a_closed_connection_raises() -> None:
+    async def main() -> None:
+        results: list[BaseException] = []
+
+        async def setup(ws: WebSocket) -> None:
+            await ws.close()
+            try:
+                ws.send_nowait("too late")
+            except ConnectionClosed as exc:
+                results.append(exc)
+
+        server, url = await serve(setup)
+        async with connect(url) as ws:
+            assert await ws.recv() is None
+        await asyncio.sleep(0.05)
+        assert len(results) == 1 and results[0].code == 1000  # type: ignore[attr-defined]
+        await server.close()
+
+    run(main())
+
+
+def test_handler_in_frame_mode_gets_frames() -> None:
+    async def main() -> None:
+        frames: list[Frame] = []
+
+        async def setup(ws: WebSocket) -> None:
+            first = await ws.recv_frame()
+            assert first is not None
+            frames.append(first)
+            ws.set_message_handler(frames.append)
+
+        server, url = await serve(setup)
+        async with connect(url) as ws:
+            await ws.send("a")
+            await asyncio.sleep(0.05)
+            await ws.send(b"b")
+            await ws.ping(b"p")
+            await asyncio.sleep(0.05)
+        await server.close()
+        assert [(f.opcode, f.payload) for f in frames[:3]] == [
+            (Opcode.TEXT, b"a"),
+            (Opcode.BINARY, b"b"),
+            (Opcode.PING, b"p"),
+        ]
+
+    run(main())
+
+
+def test_peer_that_does_not_read_pauses_the_handler_side() -> None:
+    """Echoing by handler to a peer that never reads: reading pauses, memory stays bounded, nothing is lost."""
+
+    async def main() -> None:
+        connections: list[WebSocket] = []
+
+        def setup(ws: WebSocket) -> None:
+            connections.append(ws)
+            ws.set_message_handler(ws.send_nowait)
+
+        options = Options(write_limit=256 << 10, ping_interval=None)
+        server, url = await serve(setup, options)
+        message = os.urandom(64 << 10)
+        count = 400  # 25 MiB each way
+        async with connect(url, options=Options(ping_interval=None, max_queue=4)) as ws:
+            sender = asyncio.ensure_future(_send_all(ws, message, count))
+            # The client does not read: the server must stop reading instead of buffering.
+            largest = 0
+            while not sender.done():
+                await asyncio.sleep(0.02)
+                if connections:
+                    largest = max(largest, connections[0]._transport.get_write_buffer_size())
+                if connections and connections[0]._reading_paused and largest:
+                    break
+            assert connections[0]._reading_paused
+            assert largest <= (256 << 10) + len(message) * 8  # bounded by the limit, not by what was sent
+            received = 0
+            while received < count:
+                assert await ws.recv() == message
+                received += 1
+            await sender
+        await server.close()
+
+    run(main())
+
+
+async def _send_all(ws: WebSocket, message: bytes, count: int) -> None:
+    for _ in range(count):
+        await ws.send(message)
