@@ -1,15 +1,27 @@
-"""End-to-end echo benchmark: our server beside the websockets asyncio server.
+"""End-to-end echo benchmark: our servers beside the websockets asyncio server.
 
-    python benchmarks/echo_e2e.py [--seconds 2] [--rounds 3]
+    python benchmarks/echo_e2e.py [--seconds 2] [--rounds 3] [--cpu 0 | --cpu none]
 
 Each server runs in its own process; the client is one plain blocking socket
-in this process that sends pre-masked frames, so it costs the same for both
-servers and the difference is the servers'. Rounds alternate between the
+in this process that sends pre-masked frames, so it costs the same for every
+server and the difference is the servers'. Rounds alternate between the
 servers and the median is kept, since the machine is shared and noisy. It
 prints round trips per second (one message in flight), pipelined messages
-per second (1,000 sent, then 1,000 read) and server memory per idle
-connection, with the ratio wsstack / websockets on the default event loop
-and, in the last column, with wsstack on uvloop.
+per second (1,000 sent, then 1,000 read), the server's CPU time per round
+trip, and server memory per idle connection, with ratios to websockets on
+the same event loop.
+
+Servers: ``wsstack`` (a handler looping on ``await ws.recv()`` and ``await
+ws.send()``), ``wsstack-handler`` (``ws.set_message_handler(ws.send_nowait)``),
+``websockets``, and both libraries' recv loops again on uvloop.
+
+By default the client and the servers share CPU 0. On a virtual machine
+whose other CPU is idle, a round trip otherwise waits for that CPU to wake
+up twice (tens of microseconds each), and that wait, which no library
+controls, swamps the work being compared: unpinned, even a bare asyncio
+protocol that writes back a canned reply measured only 1.4x websockets.
+``--cpu none`` measures unpinned anyway; the server CPU time per round trip
+is comparable either way.
 """
 
 from __future__ import annotations
@@ -24,7 +36,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SERVERS = ("wsstack", "wsstack-uvloop", "websockets")
+SERVERS = ("wsstack", "wsstack-handler", "websockets", "wsstack-uvloop", "websockets-uvloop")
+# Each ratio column: a server against its peer on the same event loop (the last columns of the table).
+RATIOS = (("wsstack", "websockets"), ("wsstack-handler", "websockets"), ("wsstack-uvloop", "websockets-uvloop"))
 HANDSHAKE = (
     b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -102,6 +116,19 @@ def round_trips(port: int, size: int, seconds: float) -> float:
     return count / elapsed
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu_per_round_trip(pid: int, port: int, size: int, seconds: float) -> tuple[float, float]:
+    """Round trips per second, and the server's CPU microseconds per round trip."""
+    before = cpu_seconds(pid)
+    rate = round_trips(port, size, seconds)
+    return rate, (cpu_seconds(pid) - before) / (rate * seconds) * 1e6
+
+
 def pipelined(port: int, size: int, seconds: float) -> float:
     sock = open_ws(port)
     batch = masked_frame(b"\x62" * size) * 1000
@@ -143,28 +170,49 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--idle", type=int, default=1000)
+    parser.add_argument("--cpu", default="0", help="CPU for the client and every server, or 'none' (default 0)")
     args = parser.parse_args()
+    if args.cpu != "none":
+        os.sched_setaffinity(0, {int(args.cpu)})  # inherited by the servers started below
 
     servers = {impl: start(impl) for impl in SERVERS}
     results: dict[tuple[str, str], list[float]] = {}
+    cpu: dict[str, list[float]] = {}
     try:
         cases = [(f"round trips/s {size} B", round_trips, size) for size in (32, 1024, 65536)]
         cases += [(f"pipelined msgs/s {size} B", pipelined, size) for size in (32, 1024)]
         for _ in range(args.rounds):
             for name, func, size in cases:
-                for impl, (_, port) in servers.items():
-                    results.setdefault((name, impl), []).append(func(port, size, args.seconds))
+                for impl, (proc, port) in servers.items():
+                    if func is round_trips and size == 32:
+                        rate, micros = server_cpu_per_round_trip(proc.pid, port, size, args.seconds)
+                        cpu.setdefault(impl, []).append(micros)
+                    else:
+                        rate = func(port, size, args.seconds)
+                    results.setdefault((name, impl), []).append(rate)
         memory = {impl: idle_memory(proc, port, args.idle) for impl, (proc, port) in servers.items()}
     finally:
         for proc, _ in servers.values():
             proc.kill()
 
-    print(f"{'case':<28} {'wsstack':>12} {'+uvloop':>12} {'websockets':>12} {'ratio':>7} {'uvloop':>7}")
+    print(f"client and servers on CPU {args.cpu}" if args.cpu != "none" else "unpinned")
+    print("ratios: wsstack / websockets, wsstack-handler / websockets, wsstack-uvloop / websockets-uvloop")
+    print("(for CPU time and memory: theirs / ours, so above 1 is better for wsstack everywhere)")
+    short = {"wsstack": "wsstack", "wsstack-handler": "handler", "websockets": "websockets",
+             "wsstack-uvloop": "ws+uvloop", "websockets-uvloop": "wss+uvloop"}
+    header = f"{'case':<26}" + "".join(f"{short[i]:>12}" for i in SERVERS)
+    header += "".join(f"{label:>13}" for label in ("x recv loop", "x handler", "x uvloop"))
+    print(header)
     for name, _, _ in cases:
-        ours, fast, theirs = (statistics.median(results[(name, impl)]) for impl in SERVERS)
-        print(f"{name:<28} {ours:>12,.0f} {fast:>12,.0f} {theirs:>12,.0f} {ours / theirs:>6.2f}x {fast / theirs:>6.2f}x")
-    ours, fast, theirs = (memory[impl] for impl in SERVERS)
-    print(f"{'KiB per idle connection':<28} {ours:>12.1f} {fast:>12.1f} {theirs:>12.1f}")
+        medians = {impl: statistics.median(results[(name, impl)]) for impl in SERVERS}
+        line = f"{name:<26}" + "".join(f"{medians[i]:>12,.0f}" for i in SERVERS)
+        print(line + "".join(f"{medians[a] / medians[b]:>12.2f}x" for a, b in RATIOS))
+    medians = {impl: statistics.median(cpu[impl]) for impl in SERVERS}
+    line = f"{'server CPU us/rt 32 B':<26}" + "".join(f"{medians[i]:>12.1f}" for i in SERVERS)
+    print(line + "".join(f"{medians[b] / medians[a]:>12.2f}x" for a, b in RATIOS))
+    line = f"{'KiB per idle connection':<26}" + "".join(f"{memory[i]:>12.1f}" for i in SERVERS)
+    print(line + "".join(f"{memory[b] / memory[a]:>12.2f}x" for a, b in RATIOS))
+
 
 if __name__ == "__main__":
     main()

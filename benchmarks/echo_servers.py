@@ -1,9 +1,11 @@
 """Echo servers for the end-to-end benchmark, one per library, each in its own process.
 
-    python benchmarks/echo_servers.py {wsstack,wsstack-uvloop,websockets} PORT
+    python benchmarks/echo_servers.py {wsstack,wsstack-handler,websockets}[-uvloop] PORT
 
-All run without compression, with the same 16 MiB message limit; on the
-default asyncio event loop except ``wsstack-uvloop``.
+All run without compression, without heartbeat pings, with the same 16 MiB
+message limit; on the default asyncio event loop, or on uvloop with the
+``-uvloop`` suffix. ``wsstack`` loops on ``recv()`` and ``send()`` as most
+applications do; ``wsstack-handler`` uses the message-handler API.
 """
 
 from __future__ import annotations
@@ -12,15 +14,19 @@ import asyncio
 import sys
 
 
-async def run_wsstack(port: int) -> None:
+async def run_wsstack(port: int, handler: bool = False) -> None:
     from wsstack.asyncio import Server
     from wsstack.options import Options
 
-    server = Server(Options(max_message_size=16 << 20, max_queue=64))
+    server = Server(Options(max_message_size=16 << 20, max_queue=64, ping_interval=None))
 
     @server.get("/")
     async def echo(ctx):  # type: ignore[no-untyped-def]
         ws = await ctx.upgrade_to_websocket()
+        if handler:
+            ws.set_message_handler(ws.send_nowait)
+            await ws.wait_closed()
+            return
         while (message := await ws.recv()) is not None:
             await ws.send(message)
 
@@ -43,8 +49,13 @@ async def run_websockets(port: int) -> None:
 
 if __name__ == "__main__":
     impl, port = sys.argv[1], int(sys.argv[2])
-    main = {"wsstack": run_wsstack, "wsstack-uvloop": run_wsstack, "websockets": run_websockets}[impl](port)
-    if impl.endswith("uvloop"):
+    library = impl.removesuffix("-uvloop")
+    main = {
+        "wsstack": lambda: run_wsstack(port),
+        "wsstack-handler": lambda: run_wsstack(port, handler=True),
+        "websockets": lambda: run_websockets(port),
+    }[library]()
+    if impl.endswith("-uvloop"):
         import uvloop
 
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
