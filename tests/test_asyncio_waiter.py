@@ -25,7 +25,7 @@ def run(coro: Any) -> Any:
 def test_eager_wake_resumes_the_task_inside_the_callback() -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        waiter = Waiter(loop)
+        waiter = Waiter(loop=loop)
         steps: list[str] = []
 
         async def waiting() -> None:
@@ -51,7 +51,7 @@ def test_eager_wake_resumes_the_task_inside_the_callback() -> None:
 def test_wake_from_inside_a_task_is_scheduled_like_a_future() -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        waiter = Waiter(loop)
+        waiter = Waiter(loop=loop)
         steps: list[str] = []
 
         async def waiting() -> None:
@@ -71,7 +71,7 @@ def test_wake_from_inside_a_task_is_scheduled_like_a_future() -> None:
 def test_plain_wake_is_scheduled() -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        waiter = Waiter(loop)
+        waiter = Waiter(loop=loop)
         task = loop.create_task(asyncio.wait_for(_await(waiter), 5))
         await asyncio.sleep(0)
         seen: list[bool] = []
@@ -89,7 +89,7 @@ async def _await(waiter: Waiter) -> None:
 def test_context_variables_survive_an_eager_resume() -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        waiter = Waiter(loop)
+        waiter = Waiter(loop=loop)
 
         async def waiting() -> str:
             REQUEST.set("inside the task")
@@ -108,7 +108,7 @@ def test_context_variables_survive_an_eager_resume() -> None:
 def test_cancelling_the_task_cancels_the_waiter() -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        waiter = Waiter(loop)
+        waiter = Waiter(loop=loop)
         task = loop.create_task(_await(waiter))
         await asyncio.sleep(0)
         task.cancel()
@@ -126,7 +126,7 @@ def test_cancelling_the_task_cancels_the_waiter() -> None:
 def test_future_protocol_details() -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        waiter = Waiter(loop)
+        waiter = Waiter(loop=loop)
         assert asyncio.isfuture(waiter)
         assert waiter.get_loop() is loop
         with pytest.raises(asyncio.InvalidStateError):

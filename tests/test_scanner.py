@@ -389,3 +389,13 @@ def test_c_equals_python_on_random_bytes(cspeedups: ModuleType) -> None:
         wire = os.urandom(int.from_bytes(os.urandom(1), "big") % 64)
         for mask_required in (False, True):
             compare(cspeedups, wire, 0, mask_required=mask_required, allowed_rsv=0x40, max_frame_size=1000)
+
+
+@pytest.mark.parametrize("implementation", ["c", "python"])
+def test_scan_frames_function_checks_its_limit(cspeedups: ModuleType, implementation: str) -> None:
+    scan_frames = cspeedups.scan_frames if implementation == "c" else _pyspeedups.scan_frames
+    wire = Frame(FIN | BINARY, b"abc", KEY).serialize()
+    assert scan_frames(wire, 0, True, 0, None) == ([FIN | BINARY, b"abc"], len(wire), 0)
+    assert scan_frames(wire, 0, True, 0, 2) == ([], 0, ERR_FRAME_TOO_BIG)
+    with pytest.raises(ValueError):
+        scan_frames(wire, 0, True, 0, -1)

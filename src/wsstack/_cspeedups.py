@@ -34,8 +34,7 @@ from ._pyspeedups import (
     BytesLike,
     frame_header,
 )
-from ._fastcall import apply_mask, serialize_frame  # type: ignore[import-not-found]
-from ._fastcall import scan_frames as _scan_frames
+from ._fastcall import apply_mask, scan_frames, serialize_frame  # type: ignore[import-not-found]
 from ._speedups import ffi as _ffi  # type: ignore[import-not-found]
 from ._speedups import lib as _lib
 
@@ -61,6 +60,7 @@ __all__ = [
     "apply_mask_inplace",
     "frame_header",
     "is_utf8",
+    "scan_frames",
     "serialize_frame",
 ]
 
@@ -189,4 +189,4 @@ class FrameScanner(_pyspeedups.FrameScanner):
     __slots__ = ()
 
     def scan(self, data: BytesLike, pos: int) -> tuple[list[int | bytes], int, int]:
-        return _scan_frames(data, pos, self.mask_required, self._allowed_rsv, self._max_frame_size)
+        return scan_frames(data, pos, self.mask_required, self._allowed_rsv, self._max_frame_size)

@@ -28,6 +28,7 @@ __all__ = [
     "apply_mask_inplace",
     "frame_header",
     "is_utf8",
+    "scan_frames",
     "serialize_frame",
 ]
 
@@ -278,75 +279,86 @@ class FrameScanner:
         self._max_frame_size = value
 
     def scan(self, data: BytesLike, pos: int) -> tuple[list[int | bytes], int, int]:
-        """Walk the complete frames in ``data[pos:]``.
+        """Walk the complete frames in ``data[pos:]`` with these settings; see ``scan_frames``."""
+        return scan_frames(data, pos, self.mask_required, self._allowed_rsv, self._max_frame_size)
 
-        Returns ``(frames, new_pos, error)``.  ``frames`` is flat, two items
-        per frame: the first header byte, then the payload as new, unmasked
-        ``bytes``; ``data`` itself is only read, so any buffer will do.
-        ``new_pos`` is the offset just past the last frame returned; an
-        incomplete frame after it is left for the next call.  ``error`` is 0,
-        or the ERR_* code of the frame at ``new_pos``, reported as soon as
-        the header bytes that show it have arrived.  Header checks run in
-        this order: reserved opcode, RSV bits, control frame without FIN,
-        control frame length, high bit of a 64-bit length, max_frame_size,
-        mask bit; a check that needs the extended length waits for it, and
-        so do the checks after it.
-        """
-        size = len(data)
-        if not 0 <= pos <= size:
-            raise ValueError(f"pos {pos} is outside the buffer (length {size})")
-        allowed = self._allowed_rsv
-        limit = self._max_frame_size
-        mask_required = self.mask_required
-        frames: list[int | bytes] = []
-        error = 0
-        while size - pos >= 2:
-            b0 = data[pos]
-            b1 = data[pos + 1]
-            opcode = b0 & 0x0F
-            if 0x3 <= opcode <= 0x7 or opcode >= 0xB:
-                error = ERR_RESERVED_OPCODE
+
+def scan_frames(
+    data: BytesLike, pos: int, mask_required: bool, allowed_rsv: int, max_frame_size: int | None
+) -> tuple[list[int | bytes], int, int]:
+    """Walk the complete frames in ``data[pos:]``.
+
+    Returns ``(frames, new_pos, error)``.  ``frames`` is flat, two items
+    per frame: the first header byte, then the payload as new, unmasked
+    ``bytes``; ``data`` itself is only read, so any buffer will do.
+    ``new_pos`` is the offset just past the last frame returned; an
+    incomplete frame after it is left for the next call.  ``error`` is 0,
+    or the ERR_* code of the frame at ``new_pos``, reported as soon as the
+    header bytes that show it have arrived.  Header checks run in this
+    order: reserved opcode, RSV bits, control frame without FIN, control
+    frame length, high bit of a 64-bit length, ``max_frame_size``, mask
+    bit; a check that needs the extended length waits for it, and so do
+    the checks after it.  ``mask_required`` is True on the server side;
+    ``allowed_rsv`` holds the RSV bits negotiated extensions may set.
+    """
+
+    size = len(data)
+    if not 0 <= pos <= size:
+        raise ValueError(f"pos {pos} is outside the buffer (length {size})")
+    allowed = allowed_rsv
+    limit = max_frame_size
+    if limit is not None and limit < 0:
+        raise ValueError("max_frame_size must be None or at least 0")
+    mask_required = bool(mask_required)
+    frames: list[int | bytes] = []
+    error = 0
+    while size - pos >= 2:
+        b0 = data[pos]
+        b1 = data[pos + 1]
+        opcode = b0 & 0x0F
+        if 0x3 <= opcode <= 0x7 or opcode >= 0xB:
+            error = ERR_RESERVED_OPCODE
+            break
+        if b0 & _RSV_BITS & ~allowed:
+            error = ERR_RSV
+            break
+        if opcode >= 0x8:
+            if not b0 & 0x80:
+                error = ERR_CONTROL_FRAGMENTED
                 break
-            if b0 & _RSV_BITS & ~allowed:
-                error = ERR_RSV
+            if b1 & 0x7F > 125:
+                error = ERR_CONTROL_TOO_LONG
                 break
-            if opcode >= 0x8:
-                if not b0 & 0x80:
-                    error = ERR_CONTROL_FRAGMENTED
-                    break
-                if b1 & 0x7F > 125:
-                    error = ERR_CONTROL_TOO_LONG
-                    break
-            length = b1 & 0x7F
-            if length == 126:
-                header = 4
-                if size - pos < header:
-                    break
-                length = int.from_bytes(data[pos + 2 : pos + 4], "big")
-            elif length == 127:
-                header = 10
-                if size - pos < header:
-                    break
-                length = int.from_bytes(data[pos + 2 : pos + 10], "big")
-                if length >> 63:
-                    error = ERR_LENGTH_HIGH_BIT
-                    break
-            else:
-                header = 2
-            if limit is not None and length > limit:
-                error = ERR_FRAME_TOO_BIG
+        length = b1 & 0x7F
+        if length == 126:
+            header = 4
+            if size - pos < header:
                 break
-            masked = b1 >> 7
-            if masked != mask_required:
-                error = ERR_MASK_FORBIDDEN if masked else ERR_MASK_REQUIRED
+            length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        elif length == 127:
+            header = 10
+            if size - pos < header:
                 break
-            start = pos + header + 4 * masked
-            end = start + length
-            if end > size:
+            length = int.from_bytes(data[pos + 2 : pos + 10], "big")
+            if length >> 63:
+                error = ERR_LENGTH_HIGH_BIT
                 break
-            if masked:
-                frames += (b0, apply_mask(data[start:end], bytes(data[start - 4 : start])))
-            else:
-                frames += (b0, bytes(data[start:end]))
-            pos = end
-        return frames, pos, error
+        else:
+            header = 2
+        if limit is not None and length > limit:
+            error = ERR_FRAME_TOO_BIG
+            break
+        masked = b1 >> 7
+        if masked != mask_required:
+            error = ERR_MASK_FORBIDDEN if masked else ERR_MASK_REQUIRED
+            break
+        start = pos + header + 4 * masked
+        end = start + length
+        if end > size:
+            break
+        if masked:
+            frames += (b0, apply_mask(data[start:end], bytes(data[start - 4 : start])))
+        else:
+            frames += (b0, bytes(data[start:end]))
+        pos = end
+    return frames, pos, error

@@ -2,10 +2,11 @@
 
 One state machine serves both sides; ``ServerConnection`` and
 ``ClientConnection`` differ only in the opening handshake and in masking.
-The receive path hands the whole buffer to ``FrameScanner`` (one C call per
-``receive_data`` when the speedups are built) and then walks the frame
-boundaries it returns, so Python does per-frame work only for what it must
-decide: message assembly, UTF-8, limits, control frames.
+The receive path hands each read to ``scan_frames`` (one C call per
+``receive_data`` when the speedups are built), which returns every complete
+frame's first header byte and unmasked payload, so Python does per-frame
+work only for what it must decide: message assembly, UTF-8, limits,
+control frames.
 """
 
 from __future__ import annotations
@@ -52,9 +53,9 @@ from .speedups import (
     ERR_MASK_REQUIRED,
     ERR_RESERVED_OPCODE,
     ERR_RSV,
-    FrameScanner,
     Utf8Validator,
     apply_mask,
+    scan_frames,
 )
 
 __all__ = ["State", "Connection", "ServerConnection", "ClientConnection"]
@@ -108,7 +109,7 @@ class Connection:
     # Slots: a server holds one of these per connection, idle ones included.
     __slots__ = (
         "options", "state", "subprotocol", "extensions", "frame_mode", "close_code", "close_reason",
-        "close_sent", "close_received", "_buf", "_events", "_out", "_mask_keys", "_scanner",
+        "close_sent", "close_received", "_buf", "_events", "_out", "_mask_keys", "_allowed_rsv", "_max_frame_size",
         "_msg_opcode", "_msg_rsv", "_msg_parts", "_msg_size", "_msg_frames", "_utf8",
         "hold_failure_close", "_held_failure", "_prevalidated", "_pongs_paused", "_pending_pong",
     )
@@ -132,7 +133,9 @@ class Connection:
         self._events: list[Event] = []
         self._out: list[bytes] = []
         self._mask_keys = MaskKeys() if self.is_client else None
-        self._scanner = FrameScanner(mask_required=not self.is_client)
+        # What scan_frames checks besides the header's own rules; set by _configure_limits.
+        self._allowed_rsv = 0
+        self._max_frame_size: int | None = None
 
         # The data message being reassembled.
         self._msg_opcode = 0
@@ -167,7 +170,34 @@ class Connection:
         if self.state is State.CONNECTING:
             self._receive_handshake(data)
             return
-        self._parse_frames(data)
+        buf = self._buf
+        if buf:
+            buf += data
+            data = buf
+        # Otherwise the read is scanned where it is, and only an incomplete
+        # frame at its end is copied into the buffer.
+        frames, consumed, error = scan_frames(data, 0, not self.is_client, self._allowed_rsv, self._max_frame_size)
+        if frames:
+            try:
+                self._handle_frames(frames)
+            except ProtocolError as exc:
+                self._fail(exc)
+                return
+        if self.state is State.CLOSED:
+            buf.clear()
+            return
+        if error:
+            self._fail(_scan_error(error))
+            return
+        if data is buf:
+            del buf[:consumed]
+        elif consumed < len(data):
+            buf += data[consumed:] if consumed else data
+        if len(buf) > 1 and self._msg_rsv == 0:
+            try:
+                self._validate_partial_text(buf)
+            except ProtocolError as exc:
+                self._fail(exc)
 
     def events(self) -> list[Event]:
         """Events since the last call, oldest first."""
@@ -295,11 +325,11 @@ class Connection:
             if self.extensions:
                 # Compressed data can be slightly larger than the message it encodes.
                 limit += limit // 64 + 64
-        self._scanner.max_frame_size = limit
+        self._max_frame_size = limit
         rsv = 0
         for extension in self.extensions:
             rsv |= extension.rsv_bits
-        self._scanner.allowed_rsv = rsv
+        self._allowed_rsv = rsv
 
     def _open(self, subprotocol: str | None, extensions: list[Extension]) -> None:
         self.state = State.OPEN
@@ -379,36 +409,6 @@ class Connection:
         self._buf.clear()
 
     # -- frames
-
-    def _parse_frames(self, data: bytes | bytearray | memoryview) -> None:
-        buf = self._buf
-        if buf:
-            buf += data
-            data = buf
-        # Otherwise the read is scanned where it is, and only an incomplete
-        # frame at its end is copied into the buffer.
-        frames, consumed, error = self._scanner.scan(data, 0)
-        if frames:
-            try:
-                self._handle_frames(frames)
-            except ProtocolError as exc:
-                self._fail(exc)
-                return
-        if self.state is State.CLOSED:
-            buf.clear()
-            return
-        if error:
-            self._fail(_scan_error(error))
-            return
-        if data is buf:
-            del buf[:consumed]
-        elif consumed < len(data):
-            buf += data[consumed:] if consumed else data
-        if len(buf) > 1 and self._msg_rsv == 0:
-            try:
-                self._validate_partial_text(buf)
-            except ProtocolError as exc:
-                self._fail(exc)
 
     def _validate_partial_text(self, buf: bytearray) -> None:
         """Validate what has arrived of an incomplete text frame, so invalid UTF-8 fails at once.
@@ -644,7 +644,7 @@ class ServerConnection(Connection):
         if self._buf:
             early = bytes(self._buf)
             self._buf.clear()
-            self._parse_frames(early)
+            self.receive_data(early)
 
     @staticmethod
     def _negotiate_extensions(
@@ -762,7 +762,7 @@ class ClientConnection(Connection):
         self._events.append(HandshakeComplete(subprotocol, tuple(e.name for e in extensions), response))
         leftover = self._response_parser.leftover
         if leftover:
-            self._parse_frames(leftover)
+            self.receive_data(leftover)
 
     def _accept_extensions(self, answered: list[tuple[str, list[tuple[str, str | None]]]]) -> list[Extension]:
         extensions: list[Extension] = []

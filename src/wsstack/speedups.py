@@ -3,7 +3,8 @@
 Exposes the same names whichever implementation is active:
 ``IMPLEMENTATION`` ("c" or "python"), ``apply_mask``, ``apply_mask_inplace``,
 ``Utf8Validator``, ``is_utf8``, ``FrameScanner`` and the ``ERR_*`` codes of
-the scanner, ``frame_header`` and ``serialize_frame``.  The C modules
+the scanner (and ``scan_frames``, its loop as a function), ``frame_header``
+and ``serialize_frame``.  The C modules
 (``wsstack._fastcall`` and the cffi-built ``wsstack._speedups``) are used
 when they import; they are optional because installation falls back to pure
 Python when there is no C compiler.  Setting ``WSSTACK_NO_SPEEDUPS=1`` before
@@ -32,6 +33,7 @@ __all__ = [
     "apply_mask_inplace",
     "frame_header",
     "is_utf8",
+    "scan_frames",
     "serialize_frame",
 ]
 

@@ -134,7 +134,7 @@ class WebSocket(CoreView):
         if self._lost.done() or self._core.state is State.CLOSED:
             return None
         # A cancelled recv() leaves its waiter behind; it is simply replaced.
-        waiter = self._recv_waiter = Waiter(self._loop)
+        waiter = self._recv_waiter = Waiter(loop=self._loop)
         return waiter
 
     def _resume_if_drained(self) -> None:

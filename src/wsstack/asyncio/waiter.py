@@ -1,108 +1,71 @@
 """The future that ``recv()`` waits on, which can resume its task at once.
 
-With an ``asyncio.Future``, a message that arrives for a waiting
+With a plain ``asyncio.Future``, a message that arrives for a waiting
 ``recv()`` resumes the handler one loop iteration later: ``set_result``
 only schedules the task's wake-up, and the loop polls the selector again
-before running it. On a round trip of small messages that iteration and
-its poll cost about as much as everything wsstack does with the message.
+before running it. On a round trip of small messages that iteration and its
+poll cost about as much as everything wsstack does with the message.
 
-asyncio documents that a task can wait on any future-like object (one with
-``_asyncio_future_blocking``, ``get_loop``, ``add_done_callback``, ``result``
-and ``cancel``; see ``asyncio.isfuture``). This is one, and ``wake(eager=True)``
-runs the task's wake-up callback directly instead of scheduling it, so the
-handler resumes inside ``data_received``. That is only done where no other
-task is running (the transport's callbacks, never from inside a task), and
-a waiter that is cancelled or woken from anywhere else behaves exactly like
-an ``asyncio.Future``: its callbacks go through ``loop.call_soon``.
+``Waiter`` is an ``asyncio.Future`` that holds back the wake-up callback of
+the task awaiting it, so ``wake(eager=True)`` can run it directly and the
+handler resumes inside ``data_received``. That is only done where no task
+is running (the transport's callbacks); woken from anywhere else, or
+cancelled, it schedules the callback through ``loop.call_soon`` exactly as
+a Future would. Every other callback is left to the Future itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-from typing import Any, Callable, Generator
+from typing import Any, Callable
 
 __all__ = ["Waiter"]
 
-_PENDING, _DONE, _CANCELLED = 0, 1, 2
-
-Callback = Callable[["Waiter"], object]
+Callback = Callable[[Any], object]
 
 
-class Waiter:
-    """A future-like object without a result, resolved by ``wake`` or ``cancel``."""
+class Waiter(asyncio.Future):  # type: ignore[type-arg]
+    """A Future resolved by ``wake()``; the first callback added while pending can run eagerly."""
 
-    __slots__ = ("_loop", "_state", "_callbacks", "_asyncio_future_blocking")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._state = _PENDING
-        # Usually exactly one: the wake-up of the task in recv().
-        self._callbacks: list[tuple[Callback, contextvars.Context]] = []
-        # Read and written by asyncio.Task: True while a task yields this to the loop.
-        self._asyncio_future_blocking = False
-
-    def get_loop(self) -> asyncio.AbstractEventLoop:
-        return self._loop
-
-    def done(self) -> bool:
-        return self._state != _PENDING
-
-    def cancelled(self) -> bool:
-        return self._state == _CANCELLED
-
-    def result(self) -> None:
-        if self._state == _CANCELLED:
-            raise asyncio.CancelledError
-        if self._state == _PENDING:
-            raise asyncio.InvalidStateError("the waiter has not been woken")
-
-    def exception(self) -> BaseException | None:
-        self.result()
-        return None
+    __slots__ = ("_wakeup",)
 
     def add_done_callback(self, fn: Callback, *, context: contextvars.Context | None = None) -> None:
-        if context is None:
-            context = contextvars.copy_context()
-        if self._state != _PENDING:
-            self._loop.call_soon(fn, self, context=context)
-        else:
-            self._callbacks.append((fn, context))
+        if self.done() or hasattr(self, "_wakeup"):
+            super().add_done_callback(fn, context=context)
+            return
+        # The awaiting task's wake-up: asyncio.Task adds it when the task blocks here.
+        self._wakeup = (fn, contextvars.copy_context() if context is None else context)
 
     def remove_done_callback(self, fn: Callback) -> int:
-        kept = [(f, c) for f, c in self._callbacks if f != fn]
-        removed = len(self._callbacks) - len(kept)
-        self._callbacks = kept
+        removed = super().remove_done_callback(fn)
+        wakeup = getattr(self, "_wakeup", None)
+        if wakeup is not None and wakeup[0] == fn:
+            del self._wakeup
+            removed += 1
         return removed
 
     def cancel(self, msg: Any | None = None) -> bool:
-        if self._state != _PENDING:
+        if not super().cancel(msg):
             return False
-        self._state = _CANCELLED
-        self._schedule_callbacks()
+        self._release(eager=False)
         return True
 
     def wake(self, eager: bool) -> None:
-        """Resolve the waiter; with ``eager``, run its callbacks now (only where no task is running)."""
-        if self._state != _PENDING:
+        """Resolve the waiter; with ``eager``, resume the waiting task now (if no task is running)."""
+        if self.done():
             return
-        self._state = _DONE
-        if eager and asyncio.current_task(self._loop) is None:
-            callbacks, self._callbacks = self._callbacks, []
-            for fn, context in callbacks:
-                context.run(fn, self)
+        self.set_result(None)
+        self._release(eager)
+
+    def _release(self, eager: bool) -> None:
+        wakeup = getattr(self, "_wakeup", None)
+        if wakeup is None:
+            return
+        del self._wakeup
+        fn, context = wakeup
+        loop = self.get_loop()
+        if eager and asyncio.current_task(loop) is None:
+            context.run(fn, self)
         else:
-            self._schedule_callbacks()
-
-    def _schedule_callbacks(self) -> None:
-        callbacks, self._callbacks = self._callbacks, []
-        for fn, context in callbacks:
-            self._loop.call_soon(fn, self, context=context)
-
-    def __await__(self) -> Generator[Waiter, None, None]:
-        if self._state == _PENDING:
-            self._asyncio_future_blocking = True
-            yield self
-        self.result()
-
-    __iter__ = __await__
+            loop.call_soon(fn, self, context=context)
