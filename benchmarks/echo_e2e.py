@@ -13,7 +13,9 @@ the same event loop.
 
 Servers: ``wsstack`` (a handler looping on ``await ws.recv()`` and ``await
 ws.send()``), ``wsstack-handler`` (``ws.set_message_handler(ws.send_nowait)``),
-``websockets``, and both libraries' recv loops again on uvloop.
+``picows`` (the fastest Python peer, for reference: install it with the
+``bench`` extra), ``websockets``, and both libraries' recv loops again on
+uvloop.
 
 By default the client and the servers share CPU 0. On a virtual machine
 whose other CPU is idle, a round trip otherwise waits for that CPU to wake
@@ -36,9 +38,14 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SERVERS = ("wsstack", "wsstack-handler", "websockets", "wsstack-uvloop", "websockets-uvloop")
-# Each ratio column: a server against its peer on the same event loop (the last columns of the table).
-RATIOS = (("wsstack", "websockets"), ("wsstack-handler", "websockets"), ("wsstack-uvloop", "websockets-uvloop"))
+SERVERS = ("wsstack", "wsstack-handler", "picows", "websockets", "wsstack-uvloop", "websockets-uvloop")
+# Each ratio column: a server against websockets on the same event loop (the last columns of the table).
+RATIOS = (
+    ("wsstack", "websockets"),
+    ("wsstack-handler", "websockets"),
+    ("picows", "websockets"),
+    ("wsstack-uvloop", "websockets-uvloop"),
+)
 HANDSHAKE = (
     b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -196,12 +203,12 @@ def main() -> None:
             proc.kill()
 
     print(f"client and servers on CPU {args.cpu}" if args.cpu != "none" else "unpinned")
-    print("ratios: wsstack / websockets, wsstack-handler / websockets, wsstack-uvloop / websockets-uvloop")
+    print("ratios to websockets: wsstack, wsstack-handler, picows; on uvloop: wsstack-uvloop / websockets-uvloop")
     print("(for CPU time and memory: theirs / ours, so above 1 is better for wsstack everywhere)")
-    short = {"wsstack": "wsstack", "wsstack-handler": "handler", "websockets": "websockets",
+    short = {"wsstack": "wsstack", "wsstack-handler": "handler", "picows": "picows", "websockets": "websockets",
              "wsstack-uvloop": "ws+uvloop", "websockets-uvloop": "wss+uvloop"}
     header = f"{'case':<26}" + "".join(f"{short[i]:>12}" for i in SERVERS)
-    header += "".join(f"{label:>13}" for label in ("x recv loop", "x handler", "x uvloop"))
+    header += "".join(f"{label:>13}" for label in ("x recv loop", "x handler", "x picows", "x uvloop"))
     print(header)
     for name, _, _ in cases:
         medians = {impl: statistics.median(results[(name, impl)]) for impl in SERVERS}

@@ -1,11 +1,13 @@
 """Echo servers for the end-to-end benchmark, one per library, each in its own process.
 
-    python benchmarks/echo_servers.py {wsstack,wsstack-handler,websockets}[-uvloop] PORT
+    python benchmarks/echo_servers.py {wsstack,wsstack-handler,websockets,picows}[-uvloop] PORT
 
 All run without compression, without heartbeat pings, with the same 16 MiB
 message limit; on the default asyncio event loop, or on uvloop with the
 ``-uvloop`` suffix. ``wsstack`` loops on ``recv()`` and ``send()`` as most
 applications do; ``wsstack-handler`` uses the message-handler API.
+``picows`` (Cython, frame callbacks, no message reassembly or UTF-8
+checks) is the fastest Python peer, there to show where the bar is.
 """
 
 from __future__ import annotations
@@ -47,6 +49,23 @@ async def run_websockets(port: int) -> None:
         await asyncio.Event().wait()
 
 
+async def run_picows(port: int) -> None:
+    from picows import WSListener, WSMsgType, ws_create_server
+
+    class Echo(WSListener):  # type: ignore[misc]
+        def on_ws_frame(self, transport, frame):  # type: ignore[no-untyped-def]
+            if frame.msg_type == WSMsgType.CLOSE:
+                transport.send_close(frame.get_close_code(), frame.get_close_message())
+                transport.disconnect()
+            elif frame.msg_type != WSMsgType.PING and frame.msg_type != WSMsgType.PONG:
+                transport.send(frame.msg_type, frame.get_payload_as_memoryview(), frame.fin)
+
+    server = await ws_create_server(lambda request: Echo(), "127.0.0.1", port, max_frame_size=16 << 20)
+    print("ready", flush=True)
+    async with server:
+        await asyncio.Event().wait()
+
+
 if __name__ == "__main__":
     impl, port = sys.argv[1], int(sys.argv[2])
     library = impl.removesuffix("-uvloop")
@@ -54,6 +73,7 @@ if __name__ == "__main__":
         "wsstack": lambda: run_wsstack(port),
         "wsstack-handler": lambda: run_wsstack(port, handler=True),
         "websockets": lambda: run_websockets(port),
+        "picows": lambda: run_picows(port),
     }[library]()
     if impl.endswith("-uvloop"):
         import uvloop
