@@ -94,6 +94,30 @@ def test_echo_server_returns_text_and_binary(capsys: pytest.CaptureFixture[str])
     assert "WebSocket client disconnected" in out
 
 
+# ------------------------------------------------------------ message_handler
+
+
+def test_message_handler_echoes_and_counts() -> None:
+    async def scenario() -> None:
+        srv = load_example("message_handler").build_server()
+        async with serving(srv) as base:
+            async with connect(f"{base}/ws") as ws:
+                sent: list[str | bytes] = ["hello", b"\x00\xff binary", "é" * 100]
+                for message in sent:
+                    await ws.send(message)
+                assert [await ws.recv() for _ in sent] == sent
+            async with websockets_connect(f"{base}/ws", proxy=None) as peer:
+                await peer.send("from websockets")
+                assert await peer.recv() == "from websockets"
+            reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+            writer.write(b"GET /stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            answer = await reader.read()
+            writer.close()
+            assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"messages echoed: 4\n")
+
+    run(scenario())
+
+
 # ----------------------------------------------------------- broadcast_server
 
 
@@ -407,8 +431,8 @@ async def connect_when_up(url: str, deadline: float, **kwargs: Any) -> Any:
 
 @pytest.mark.parametrize(
     "name",
-    ["echo_server", "broadcast_server", "message_types", "heartbeat", "compression", "subprotocols",
-     "connection_limits", "chat_room"],
+    ["echo_server", "message_handler", "broadcast_server", "message_types", "heartbeat", "compression",
+     "subprotocols", "connection_limits", "chat_room"],
 )
 def test_example_runs_as_a_script_until_ctrl_c(name: str) -> None:
     port = free_port()
