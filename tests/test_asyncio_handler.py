@@ -212,3 +212,103 @@ def test_peer_that_does_not_read_pauses_the_handler_side() -> None:
 async def _send_all(ws: WebSocket, message: bytes, count: int) -> None:
     for _ in range(count):
         await ws.send(message)
+
+
+# ---- with a fake transport: write pressure and closing in exact orders ------------------
+
+
+class FakeTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = bytearray()
+        self.reading = True
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += data
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+
+def open_websocket(loop: asyncio.AbstractEventLoop) -> tuple[WebSocket, FakeTransport]:
+    from wsstack.connection import ServerConnection, State
+
+    core = ServerConnection(Options(ping_interval=None), state=State.OPEN)
+    transport = FakeTransport()
+    return WebSocket(core, transport, loop), transport
+
+
+def client_frame(opcode: int, payload: bytes) -> bytes:
+    from helpers import masked
+
+    return masked(0x80 | opcode, payload)
+
+
+def test_failing_handler_resumes_reading_paused_for_its_replies() -> None:
+    async def main() -> None:
+        ws, transport = open_websocket(asyncio.get_running_loop())
+
+        def handler(message: Any) -> None:
+            if message == b"boom":
+                raise RuntimeError("bug")
+            ws.send_nowait(message)
+            ws._pause_writing()  # as asyncio would once the buffer is over its limit
+
+        ws.set_message_handler(handler)
+        ws._data_received(client_frame(0x2, b"a") + client_frame(0x2, b"boom"))
+        assert transport.reading, "the peer's close frame could never be read"
+        assert b"\x88\x10\x03\xf3internal error" in transport.written  # our close frame: 1011
+        ws._data_received(client_frame(0x8, b"\x03\xf3"))
+        assert transport.closed
+
+    run(main())
+
+
+def test_handler_set_while_writing_is_paused_pauses_reading() -> None:
+    async def main() -> None:
+        ws, transport = open_websocket(asyncio.get_running_loop())
+        ws._pause_writing()
+        ws.set_message_handler(ws.send_nowait)
+        assert not transport.reading
+        ws._resume_writing()
+        assert transport.reading
+
+    run(main())
+
+
+def test_reply_to_a_message_that_came_with_the_close_is_not_an_error(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        ws, transport = open_websocket(asyncio.get_running_loop())
+        ws.set_message_handler(ws.send_nowait)
+        ws._data_received(client_frame(0x1, b"last words") + client_frame(0x8, b"\x03\xe8"))
+        assert ws.core.close_code == 1000 and transport.closed
+
+    with caplog.at_level(logging.DEBUG, logger="wsstack"):
+        run(main())
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_handler_cannot_take_over_from_a_waiting_recv() -> None:
+    async def main() -> None:
+        ws, _ = open_websocket(asyncio.get_running_loop())
+        waiting = asyncio.ensure_future(ws.recv())
+        await asyncio.sleep(0)
+        with pytest.raises(InvalidState):
+            ws.set_message_handler(print)
+        ws._data_received(client_frame(0x1, b"for recv"))
+        assert await waiting == "for recv"
+
+    run(main())

@@ -397,3 +397,20 @@ def test_paused_pongs_answer_only_the_latest_ping() -> None:
     assert server.data_to_send() == unmasked(0x8A, b"3")
     server.resume_pongs()
     assert server.data_to_send() == b""
+
+
+def test_memoryview_with_wide_items_is_read_as_bytes() -> None:
+    import array
+
+    from wsstack.connection import ServerConnection, State
+    from wsstack.events import BinaryMessage
+
+    first = masked(0x82, b"abc")
+    second = masked(0x82, b"defgh")
+    raw = first + second
+    raw += bytes(-len(raw) % 4)  # whole 4-byte items
+    conn = ServerConnection(state=State.OPEN)
+    conn.receive_data(memoryview(array.array("I", raw[:12])))
+    conn.receive_data(memoryview(raw)[12:])
+    data = [e.data for e in conn.events() if isinstance(e, BinaryMessage)]
+    assert data == [b"abc", b"defgh"]

@@ -139,3 +139,7 @@ def test_serialize_frame_refuses_bad_arguments(cspeedups: ModuleType, implementa
         write(0x82, "text")  # type: ignore[arg-type]
     with pytest.raises((ValueError, OverflowError)):
         write(256, b"x")
+
+
+def test_serialize_frame_takes_mask_key_by_name() -> None:
+    assert serialize_frame(FIN | Opcode.TEXT, b"Hello", mask_key=KEY) == bytes.fromhex("818537fa213d7f9f4d5158")

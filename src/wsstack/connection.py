@@ -41,7 +41,7 @@ from .events import (
 )
 from .extensions import ClientExtensionFactory, Extension, ServerExtensionFactory
 from .extensions.defaults import client_extension_factories, server_extension_factories
-from .frames import FIN, Frame, MaskKeys, Opcode, build_close, frame_header, parse_close, serialize_frame
+from .frames import FIN, Frame, MaskKeys, Opcode, build_close, frame_header, parse_close
 from .http11 import Request, RequestParser, Response, ResponseParser, serialize_request, serialize_response
 from .options import Options
 from .speedups import (
@@ -56,6 +56,7 @@ from .speedups import (
     Utf8Validator,
     apply_mask,
     scan_frames,
+    serialize_frame,
 )
 
 __all__ = ["State", "Connection", "ServerConnection", "ClientConnection"]
@@ -170,6 +171,8 @@ class Connection:
         if self.state is State.CONNECTING:
             self._receive_handshake(data)
             return
+        if type(data) is memoryview and (data.itemsize != 1 or not data.c_contiguous):
+            data = data.tobytes()  # offsets below count bytes
         buf = self._buf
         if buf:
             buf += data

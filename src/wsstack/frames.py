@@ -1,9 +1,9 @@
 """RFC 6455 frames: opcodes, the Frame value, close payloads and serialization.
 
-Parsing and serialization live in :mod:`wsstack.speedups` (``FrameScanner``,
+Parsing and serialization live in :mod:`wsstack.speedups` (``scan_frames``,
 ``serialize_frame``), where the C path pays off: the scanner walks a whole
-receive buffer per call, and a frame is written with one allocation. This
-module holds what both directions share and re-exports the writer.
+read per call, and a frame is written with one allocation. This module holds
+what both directions share, with the writer behind a keyword-friendly name.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import os
 from dataclasses import dataclass
 
 from .errors import InvalidPayloadData, ProtocolError
-from .speedups import frame_header, serialize_frame
+from .speedups import frame_header
+from .speedups import serialize_frame as _serialize_frame
 
 __all__ = [
     "Opcode",
@@ -58,6 +59,12 @@ class Frame:
     rsv1: bool = False
     rsv2: bool = False
     rsv3: bool = False
+
+
+def serialize_frame(first_byte: int, payload: bytes | bytearray | memoryview, mask_key: bytes | None = None) -> bytes:
+    """Header and payload in one bytes object; the payload is masked when a key is given."""
+    # The C function takes no keywords; this keeps ``mask_key=`` working for callers.
+    return _serialize_frame(first_byte, payload, mask_key)
 
 
 class MaskKeys:

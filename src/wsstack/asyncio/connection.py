@@ -161,6 +161,8 @@ class WebSocket(CoreView):
         ``recv()``. Keep the route handler (or the client) waiting in
         ``wait_closed()``: returning from a route handler closes the connection.
         """
+        if handler is not None and self._recv_waiter is not None and not self._recv_waiter.done():
+            raise InvalidState("a recv() is waiting; a message handler would take its messages")
         self._handler = handler
         if handler is None:
             if self._reading_paused and len(self._queue) < self._max_queue:
@@ -170,7 +172,13 @@ class WebSocket(CoreView):
         queue = self._queue
         while queue and self._handler is handler:
             self._call_handler(queue.popleft())
-        if self._reading_paused and not self._writing_paused:
+        if self._handler is not handler:
+            return
+        if self._writing_paused and not self._reading_paused:
+            # No pause_writing() will come while the buffer stays over its limit.
+            self._reading_paused = True
+            self._transport.pause_reading()
+        elif self._reading_paused and not self._writing_paused:
             self._reading_paused = False
             self._transport.resume_reading()
 
@@ -365,6 +373,9 @@ class WebSocket(CoreView):
                 if inspect.iscoroutine(result):
                     result.close()
                 raise TypeError(f"message handler {handler!r} returned an awaitable; handlers are called, not awaited")
+        except ConnectionClosed as exc:
+            # A reply to a message that came with (or after) the close: nothing to send it on.
+            logger.debug("message handler could not reply: %s", exc)
         except Exception:
             logger.exception("message handler failed: closing with 1011")
             self._handler = None
@@ -374,6 +385,10 @@ class WebSocket(CoreView):
                 self._flush()
                 if self._close_timer is None and self._close_timeout is not None:
                     self._close_timer = self._loop.call_later(self._close_timeout, self._transport.abort)
+            if self._reading_paused:
+                # Paused for the handler's replies; the peer's close frame must still be read.
+                self._reading_paused = False
+                self._transport.resume_reading()
 
     def _after_events(self) -> None:
         """Once the core is closed: the server drops TCP now, a client gives the server time to."""
