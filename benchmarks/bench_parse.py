@@ -7,7 +7,7 @@ events; this is the per-frame cost of a busy server.
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 from websockets.protocol import State as WsState

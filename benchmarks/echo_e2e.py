@@ -60,7 +60,9 @@ def free_port() -> int:
 
 def start(impl: str) -> tuple[subprocess.Popen[str], int]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, str(HERE / "echo_servers.py"), impl, str(port)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "echo_servers.py"), impl, str(port)], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     return proc, port
 
@@ -85,7 +87,9 @@ def masked_frame(payload: bytes) -> bytes:
         header = bytes((0x82, 0xFE)) + n.to_bytes(2, "big")
     else:
         header = bytes((0x82, 0xFF)) + n.to_bytes(8, "big")
-    masked = (int.from_bytes(payload, "little") ^ int.from_bytes(key * (n // 4 + 1), "little") & ((1 << (8 * n)) - 1)).to_bytes(n, "little")
+    masked = (
+        int.from_bytes(payload, "little") ^ int.from_bytes(key * (n // 4 + 1), "little") & ((1 << (8 * n)) - 1)
+    ).to_bytes(n, "little")
     return header + key + masked
 
 
@@ -205,8 +209,14 @@ def main() -> None:
     print(f"client and servers on CPU {args.cpu}" if args.cpu != "none" else "unpinned")
     print("ratios to websockets: wsstack, wsstack-handler, picows; on uvloop: wsstack-uvloop / websockets-uvloop")
     print("(for CPU time and memory: theirs / ours, so above 1 is better for wsstack everywhere)")
-    short = {"wsstack": "wsstack", "wsstack-handler": "handler", "picows": "picows", "websockets": "websockets",
-             "wsstack-uvloop": "ws+uvloop", "websockets-uvloop": "wss+uvloop"}
+    short = {
+        "wsstack": "wsstack",
+        "wsstack-handler": "handler",
+        "picows": "picows",
+        "websockets": "websockets",
+        "wsstack-uvloop": "ws+uvloop",
+        "websockets-uvloop": "wss+uvloop",
+    }
     header = f"{'case':<26}" + "".join(f"{short[i]:>12}" for i in SERVERS)
     header += "".join(f"{label:>13}" for label in ("x recv loop", "x handler", "x picows", "x uvloop"))
     print(header)

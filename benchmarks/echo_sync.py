@@ -102,7 +102,9 @@ def main() -> None:
         for _ in range(args.rounds):
             for size in sizes:
                 for impl, (_, port) in servers.items():
-                    results.setdefault((f"round trips/s {size} B", impl), []).append(round_trips(port, size, args.seconds))
+                    results.setdefault((f"round trips/s {size} B", impl), []).append(
+                        round_trips(port, size, args.seconds)
+                    )
     finally:
         for proc, _ in servers.values():
             proc.kill()

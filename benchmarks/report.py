@@ -37,7 +37,9 @@ def main(argv: list[str]) -> int:
     print(f"\n{'group':<44} {'library':<30} {'median':>12} {'x wsstack':>10}")
     for group in sorted(groups):
         times = groups[group]
-        base = times.get("wsstack") or next((t for lib, t in sorted(times.items()) if lib.startswith("wsstack_c")), None)
+        base = times.get("wsstack") or next(
+            (t for lib, t in sorted(times.items()) if lib.startswith("wsstack_c")), None
+        )
         for library, median in sorted(times.items(), key=lambda item: item[1]):
             ratio = f"{median / base:.2f}x" if base else "-"
             print(f"{group:<44} {library:<30} {median * 1e6:>10.2f}us {ratio:>10}")

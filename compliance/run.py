@@ -114,9 +114,7 @@ def mode_env(mode: str) -> dict[str, str]:
 def python_says(code: str, env: dict[str, str]) -> tuple[bool, str]:
     """Run a snippet in a fresh interpreter: our own process must not import wsstack,
     since the speedup mode is fixed at first import."""
-    proc = subprocess.run(
-        [sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, check=False
-    )
+    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, check=False)
     output = (proc.stdout if proc.returncode == 0 else proc.stderr).strip()
     return proc.returncode == 0, output.splitlines()[-1] if output else ""
 
@@ -130,8 +128,14 @@ def unavailable_reason(testee: Testee, mode: str) -> str | None:
     if impl != mode:
         return f"speedups are {impl!r} in this mode (is the C extension built?)"
     if testee.name == "sync-server":
-        usage = subprocess.run([sys.executable, "-m", "wsstack", "echo", "--help"],
-                               env=env, cwd=REPO, capture_output=True, text=True, check=False).stdout
+        usage = subprocess.run(
+            [sys.executable, "-m", "wsstack", "echo", "--help"],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
         if "--sync" not in usage:
             return "`python -m wsstack echo` has no --sync option yet"
     if testee.name == "sync-client":
@@ -229,9 +233,23 @@ def run_one(testee: Testee, mode: str, args: argparse.Namespace, outdir: Path) -
             wait_listening(port, server, 20)
             cmd = [str(args.autobahn / "run-server-tests.sh"), f"ws://127.0.0.1:{port}", args.cases, str(outdir)]
         else:
-            cmd = [str(args.autobahn / "run-client-tests.sh"), "--port", str(port), "--cases", args.cases,
-                   "--exclude", args.exclude, "--outdir", str(outdir), "--agent", agent,
-                   "--timeout", str(args.timeout), "--", *testee.command(port)]
+            cmd = [
+                str(args.autobahn / "run-client-tests.sh"),
+                "--port",
+                str(port),
+                "--cases",
+                args.cases,
+                "--exclude",
+                args.exclude,
+                "--outdir",
+                str(outdir),
+                "--agent",
+                agent,
+                "--timeout",
+                str(args.timeout),
+                "--",
+                *testee.command(port),
+            ]
         rc = relay(cmd, env, outdir / "run.log", args.verbose)
         if server is not None and server.poll() is not None:
             row["error"] = f"the server died during the run (exit status {server.returncode}); see server.log"
@@ -311,8 +329,9 @@ def load_doc_rows() -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def render_doc(rows: dict[tuple[str, str], dict[str, Any]]) -> str:
-    ordered = [rows.get((t, m)) or {"testee": t, "mode": m, "unavailable": "not run yet"}
-               for t in TESTEES for m in MODES]
+    ordered = [
+        rows.get((t, m)) or {"testee": t, "mode": m, "unavailable": "not run yet"} for t in TESTEES for m in MODES
+    ]
     out = [
         "# Conformance: the Autobahn|Testsuite",
         "",
@@ -326,7 +345,7 @@ def render_doc(rows: dict[tuple[str, str], dict[str, Any]]) -> str:
         "",
         "This file is written by `python compliance/run.py`; run it again to refresh it. The servers are",
         "`python -m wsstack echo` (compression on, limits lifted to the suite's 16 MiB messages); the clients",
-        "are the testees in `compliance/`. \"c\" is the default build with the C speedups, \"python\" is",
+        'are the testees in `compliance/`. "c" is the default build with the C speedups, "python" is',
         "`WSSTACK_NO_SPEEDUPS=1`.",
         "",
         "## Results",
@@ -354,9 +373,9 @@ def render_doc(rows: dict[tuple[str, str], dict[str, Any]]) -> str:
         )
     out += [
         "",
-        "\"9.* summed ms\" adds up wstest's per-case durations of the limits/performance cases (messages of",
+        '"9.* summed ms" adds up wstest\'s per-case durations of the limits/performance cases (messages of',
         "up to 16 MiB, up to 65536 fragments, 1000 round trips); wstest's own Python 2 work is part of it,",
-        "so it compares runs on one machine only. \"wall\" is the whole run including the compression",
+        'so it compares runs on one machine only. "wall" is the whole run including the compression',
         "chapters, which are mostly wstest's time.",
         "",
         "## Cases not OK",
@@ -401,8 +420,24 @@ def render_doc(rows: dict[tuple[str, str], dict[str, Any]]) -> str:
                 f"| {r['testee']} | {r['mode']} | {r['date']} | {r['selection']} | {r['wstest']} "
                 f"| {r['python']} | {r['revision']} | `{r['command']}` |"
             )
-    keep = ("testee", "mode", "date", "selection", "wstest", "python", "revision", "command", "cases", "error",
-            "behavior", "not_ok", "close_not_ok", "informational", "perf_9_ms", "wall_seconds")
+    keep = (
+        "testee",
+        "mode",
+        "date",
+        "selection",
+        "wstest",
+        "python",
+        "revision",
+        "command",
+        "cases",
+        "error",
+        "behavior",
+        "not_ok",
+        "close_not_ok",
+        "informational",
+        "perf_9_ms",
+        "wall_seconds",
+    )
     data = {"rows": [{k: r[k] for k in keep if k in r} for r in ordered if "cases" in r]}
     out += ["", DATA_BEGIN, json.dumps(data, indent=1), DATA_END, ""]
     return "\n".join(out)
@@ -455,20 +490,34 @@ def collapse(cases: list[str]) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--testees", default=",".join(TESTEES),
-                        help=f"comma separated, from {', '.join(TESTEES)} (default: all)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--testees", default=",".join(TESTEES), help=f"comma separated, from {', '.join(TESTEES)} (default: all)"
+    )
     parser.add_argument("--modes", default=",".join(MODES), help="comma separated, from c, python (default: both)")
     parser.add_argument("--cases", default="*", help="case patterns, e.g. '1.*,6.4.*' (default: all)")
     parser.add_argument("--exclude", default="", help="case patterns to leave out")
     parser.add_argument("--quick", action="store_true", help=f"chapters 1-10 only (excludes {QUICK_EXCLUDE})")
-    parser.add_argument("--write-doc", action=argparse.BooleanOptionalAction, default=None,
-                        help="update docs/conformance.md (default: only when the whole suite runs)")
-    parser.add_argument("--reports", type=Path, default=None,
-                        help="report directory (default: compliance/reports/, git-ignored; 'tmp' for a temp dir)")
-    parser.add_argument("--autobahn", type=Path, default=DEFAULT_AUTOBAHN,
-                        help="the Autobahn runner folder (default: ../shared/autobahn beside the repository)")
+    parser.add_argument(
+        "--write-doc",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="update docs/conformance.md (default: only when the whole suite runs)",
+    )
+    parser.add_argument(
+        "--reports",
+        type=Path,
+        default=None,
+        help="report directory (default: compliance/reports/, git-ignored; 'tmp' for a temp dir)",
+    )
+    parser.add_argument(
+        "--autobahn",
+        type=Path,
+        default=DEFAULT_AUTOBAHN,
+        help="the Autobahn runner folder (default: ../shared/autobahn beside the repository)",
+    )
     parser.add_argument("--timeout", type=int, default=3600, help="limit per run in seconds (default 3600)")
     parser.add_argument("-v", "--verbose", action="store_true", help="show the suite scripts' whole output")
     args = parser.parse_args(argv)
@@ -549,9 +598,11 @@ def describe(row: dict[str, Any]) -> str:
     if "cases" not in row:
         return f"ERROR: {row['error']}"
     b = row["behavior"]
-    text = (f"{b['OK']}/{row['cases']} OK, {b['NON-STRICT']} NON-STRICT, {b['INFORMATIONAL']} INFORMATIONAL, "
-            f"{b['UNIMPLEMENTED']} UNIMPLEMENTED, {b['FAILED']} FAILED, {len(row['close_not_ok'])} close not OK, "
-            f"9.* {row['perf_9_ms']} ms, {row['wall_seconds']:.0f} s")
+    text = (
+        f"{b['OK']}/{row['cases']} OK, {b['NON-STRICT']} NON-STRICT, {b['INFORMATIONAL']} INFORMATIONAL, "
+        f"{b['UNIMPLEMENTED']} UNIMPLEMENTED, {b['FAILED']} FAILED, {len(row['close_not_ok'])} close not OK, "
+        f"9.* {row['perf_9_ms']} ms, {row['wall_seconds']:.0f} s"
+    )
     bad = {c: v for c, v in row["not_ok"].items() if v != "INFORMATIONAL"}
     if bad or row["close_not_ok"]:
         text += f"\n      not OK: {bad}  close: {row['close_not_ok']}"

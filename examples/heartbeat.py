@@ -34,11 +34,8 @@ async def heartbeat_loop(ws: WebSocket, interval: float, timeout: float) -> None
 
 def build_server(interval: float = 30.0, timeout: float = 10.0, *, builtin: bool = False) -> Server:
     """An echo server on /ws whose connections are watched by a heartbeat."""
-    if builtin:
-        # The library's heartbeat: nothing to spawn in the handler.
-        srv = Server(Options(ping_interval=interval, ping_timeout=timeout))
-    else:
-        srv = Server()
+    # The library's heartbeat needs nothing spawned in the handler.
+    srv = Server(Options(ping_interval=interval, ping_timeout=timeout)) if builtin else Server()
 
     @srv.get("/ws")
     async def echo(ctx: Context) -> None:

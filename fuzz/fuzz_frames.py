@@ -25,8 +25,10 @@ def make(side: int) -> ServerConnection | ClientConnection:
         return ServerConnection(OPTIONS, state=State.OPEN)
     client = ClientConnection("ws://fuzz.invalid/", OPTIONS)
     client.data_to_send()
-    client.receive_data(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                        b"Sec-WebSocket-Accept: " + _accept(client).encode() + b"\r\n\r\n")
+    client.receive_data(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: " + _accept(client).encode() + b"\r\n\r\n"
+    )
     client.events()
     return client
 

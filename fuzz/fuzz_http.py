@@ -15,10 +15,9 @@ import atheris
 
 with atheris.instrument_imports():
     from wsstack.connection import ServerConnection, State
-    from wsstack.errors import InvalidHandshake
+    from wsstack.errors import HTTPParseError, InvalidHandshake
     from wsstack.events import HandshakeFailed, RequestReceived
     from wsstack.http11 import ResponseParser
-    from wsstack.errors import HTTPParseError
 
 
 def test_one_input(data: bytes) -> None:

@@ -22,6 +22,7 @@ import sys
 from collections.abc import Callable
 
 from . import _pyspeedups
+from ._fastcall import apply_mask, scan_frames, serialize_frame  # type: ignore[import-not-found]
 from ._pyspeedups import (
     ERR_CONTROL_FRAGMENTED,
     ERR_CONTROL_TOO_LONG,
@@ -34,7 +35,6 @@ from ._pyspeedups import (
     BytesLike,
     frame_header,
 )
-from ._fastcall import apply_mask, scan_frames, serialize_frame  # type: ignore[import-not-found]
 from ._speedups import ffi as _ffi  # type: ignore[import-not-found]
 from ._speedups import lib as _lib
 

@@ -105,7 +105,6 @@ def apply_mask_inplace(buf: bytearray | memoryview, key: bytes, offset: int = 0)
         buf[:] = apply_mask(buf, key, offset)
 
 
-
 # ---- frames --------------------------------------------------------------------
 
 _pack_16 = struct.Struct("!BBH").pack
@@ -131,6 +130,7 @@ def serialize_frame(first_byte: int, payload: BytesLike, mask_key: bytes | None 
     if len(mask_key) != 4:
         raise ValueError("a mask key is 4 bytes")
     return frame_header(first_byte, len(payload), mask_key) + apply_mask(payload, mask_key)
+
 
 # ---- UTF-8 -------------------------------------------------------------------
 

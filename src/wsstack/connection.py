@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from . import handshake
 from .errors import (
@@ -71,6 +71,7 @@ _PONG = 0xA
 # instead of being copied behind its header.
 _JOIN_LIMIT = 4096
 
+
 def _scan_error(code: int) -> ProtocolError:
     if code == ERR_RESERVED_OPCODE:
         return ProtocolError("reserved opcode")
@@ -109,10 +110,32 @@ class Connection:
 
     # Slots: a server holds one of these per connection, idle ones included.
     __slots__ = (
-        "options", "state", "subprotocol", "extensions", "frame_mode", "close_code", "close_reason",
-        "close_sent", "close_received", "_buf", "_events", "_out", "_mask_keys", "_allowed_rsv", "_max_frame_size",
-        "_msg_opcode", "_msg_rsv", "_msg_parts", "_msg_size", "_msg_frames", "_utf8",
-        "hold_failure_close", "_held_failure", "_prevalidated", "_pongs_paused", "_pending_pong",
+        "options",
+        "state",
+        "subprotocol",
+        "extensions",
+        "frame_mode",
+        "close_code",
+        "close_reason",
+        "close_sent",
+        "close_received",
+        "_buf",
+        "_events",
+        "_out",
+        "_mask_keys",
+        "_allowed_rsv",
+        "_max_frame_size",
+        "_msg_opcode",
+        "_msg_rsv",
+        "_msg_parts",
+        "_msg_size",
+        "_msg_frames",
+        "_utf8",
+        "hold_failure_close",
+        "_held_failure",
+        "_prevalidated",
+        "_pongs_paused",
+        "_pending_pong",
     )
 
     is_client: bool = False
@@ -525,7 +548,9 @@ class Connection:
                 raise InvalidPayloadData("text message ends inside a UTF-8 sequence")
             self._msg_opcode = 0
         if self.frame_mode:
-            self._events.append(Frame(Opcode(opcode), payload, fin, bool(head & 0x40), bool(head & 0x20), bool(head & 0x10)))
+            self._events.append(
+                Frame(Opcode(opcode), payload, fin, bool(head & 0x40), bool(head & 0x20), bool(head & 0x10))
+            )
             return
         if not fin:
             self._msg_parts.append(payload)
@@ -598,7 +623,11 @@ class ServerConnection(Connection):
         try:
             request = parser.feed(data)
         except HandshakeError as exc:
-            self._out.append(serialize_response(handshake.reject_response(exc.status, str(exc), [*exc.headers, ("Connection", "close")])))
+            self._out.append(
+                serialize_response(
+                    handshake.reject_response(exc.status, str(exc), [*exc.headers, ("Connection", "close")])
+                )
+            )
             self.state = State.CLOSED
             self._events.append(HandshakeFailed(exc))
             return

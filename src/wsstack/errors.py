@@ -7,7 +7,6 @@ handshake errors carry the HTTP status a server answers with.
 
 from __future__ import annotations
 
-
 __all__ = [
     "WebSocketError",
     "ProtocolError",

@@ -8,7 +8,6 @@ transport can queue them cheaply and match on them with ``match``/``isinstance``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 from .errors import HandshakeError, ProtocolError
 from .frames import Frame
@@ -97,16 +96,16 @@ class ConnectionLost:
     """The stream ended before the closing handshake finished (close code 1006)."""
 
 
-Event = Union[
-    RequestReceived,
-    HandshakeComplete,
-    HandshakeFailed,
-    TextMessage,
-    BinaryMessage,
-    Ping,
-    Pong,
-    CloseReceived,
-    ProtocolFailure,
-    ConnectionLost,
-    Frame,
-]
+Event = (
+    RequestReceived
+    | HandshakeComplete
+    | HandshakeFailed
+    | TextMessage
+    | BinaryMessage
+    | Ping
+    | Pong
+    | CloseReceived
+    | ProtocolFailure
+    | ConnectionLost
+    | Frame
+)

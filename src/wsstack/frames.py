@@ -36,6 +36,7 @@ RSV1 = 0x40
 RSV2 = 0x20
 RSV3 = 0x10
 
+
 class Opcode(enum.IntEnum):
     CONTINUATION = 0x0
     TEXT = 0x1

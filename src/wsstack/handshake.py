@@ -176,9 +176,7 @@ def accept_response(
         _require_extensions(extensions)
     extra = list(extra_headers)
     _refuse_overrides(extra, _SERVER_FIELDS)
-    headers = Headers(
-        [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Accept", accept_key(key))]
-    )
+    headers = Headers([("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Accept", accept_key(key))])
     if subprotocol is not None:
         headers.add("Sec-WebSocket-Protocol", subprotocol)
     if extensions:

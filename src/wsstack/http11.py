@@ -199,8 +199,8 @@ class _HeadParser(ABC, Generic[_M]):
     # The status for a start line over ``max_line``.
     _long_start_line_status = 431
 
-    def __init__(self, limits: HTTPLimits = HTTPLimits()) -> None:
-        self._limits = limits
+    def __init__(self, limits: HTTPLimits | None = None) -> None:
+        self._limits = limits if limits is not None else HTTPLimits()
         self.reset()
 
     def reset(self) -> None:
@@ -397,9 +397,7 @@ def _parse_field(line: bytes) -> tuple[str, str]:
 
 def _content_length(headers: Headers, limit: int) -> int:
     """The Content-Length, 0 when absent; identical repeats are allowed (RFC 9112 §6.3)."""
-    lengths = {
-        element.strip(_OWS) for value in headers.get_all("Content-Length") for element in value.split(",")
-    }
+    lengths = {element.strip(_OWS) for value in headers.get_all("Content-Length") for element in value.split(",")}
     if not lengths:
         return 0
     if any(_DIGITS.fullmatch(length) is None for length in lengths):

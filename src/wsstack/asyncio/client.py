@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl as ssl_module
-from typing import Any, Generator, Sequence, cast
+from collections.abc import Generator, Sequence
+from typing import Any, cast
 
 from ..connection import ClientConnection
 from ..errors import ConnectionClosed

@@ -15,7 +15,8 @@ import inspect
 import logging
 import os
 import time
-from typing import Any, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from ..connection import Connection, State
 from ..coreview import CoreView
@@ -41,9 +42,25 @@ class WebSocket(CoreView):
     """
 
     __slots__ = (
-        "_core", "_transport", "_loop", "_max_queue", "_close_timeout", "_queue", "_recv_waiter",
-        "_reading_paused", "_writing_paused", "_drain_waiters", "_pings", "_lost", "_close_timer", "_failure_timer",
-        "_heartbeat", "_ping_deadline", "_on_close", "_handler", "__weakref__",
+        "_core",
+        "_transport",
+        "_loop",
+        "_max_queue",
+        "_close_timeout",
+        "_queue",
+        "_recv_waiter",
+        "_reading_paused",
+        "_writing_paused",
+        "_drain_waiters",
+        "_pings",
+        "_lost",
+        "_close_timer",
+        "_failure_timer",
+        "_heartbeat",
+        "_ping_deadline",
+        "_on_close",
+        "_handler",
+        "__weakref__",
     )
 
     def __init__(self, core: Connection, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
@@ -109,8 +126,12 @@ class WebSocket(CoreView):
             self._core.frame_mode = True
             # Messages already assembled are handed over as single frames.
             self._queue = collections.deque(
-                item if isinstance(item, Frame) else Frame(Opcode.TEXT if isinstance(item, str) else Opcode.BINARY,
-                                                           item.encode() if isinstance(item, str) else item)
+                item
+                if isinstance(item, Frame)
+                else Frame(
+                    Opcode.TEXT if isinstance(item, str) else Opcode.BINARY,
+                    item.encode() if isinstance(item, str) else item,
+                )
                 for item in self._queue
             )
         return await self._next()  # type: ignore[no-any-return]

@@ -7,7 +7,8 @@ import inspect
 import logging
 import signal
 import sys
-from typing import Any, Awaitable, Callable, Union, cast
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 from ..connection import ServerConnection, State
 from ..errors import ConnectionClosed, HandshakeError, InvalidHandshake, InvalidState
@@ -21,7 +22,7 @@ __all__ = ["Server", "Context"]
 
 logger = logging.getLogger("wsstack")
 
-Handler = Callable[["Context"], Union[Awaitable[None], None]]
+Handler = Callable[["Context"], Awaitable[None] | None]
 
 
 class Context(RequestContext):
@@ -32,7 +33,9 @@ class Context(RequestContext):
         self._protocol = protocol
         self.websocket: WebSocket | None = None
 
-    async def upgrade_to_websocket(self, options: Options | None = None, *, subprotocol: str | None = None) -> WebSocket:
+    async def upgrade_to_websocket(
+        self, options: Options | None = None, *, subprotocol: str | None = None
+    ) -> WebSocket:
         """Answer 101 and return the connection.
 
         Raises ``HandshakeError`` (after answering with its HTTP status) when

@@ -10,7 +10,7 @@ stream and enforce size limits before a whole message is buffered.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Sequence
+from collections.abc import Sequence
 
 ExtensionParams = list[tuple[str, "str | None"]]
 

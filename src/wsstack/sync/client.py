@@ -12,7 +12,7 @@ import socket
 import ssl as ssl_module
 import threading
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..connection import ClientConnection
 from ..events import Event, HandshakeComplete, HandshakeFailed

@@ -22,8 +22,9 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, InvalidStateError
-from typing import Any, Callable, Iterator, cast
+from typing import Any, cast
 
 from ..connection import Connection, State
 from ..coreview import CoreView
@@ -51,8 +52,22 @@ class WebSocket(CoreView):
     """
 
     __slots__ = (
-        "_core", "_transport", "_lock", "_cond", "_queue", "_max_queue", "_write_limit", "_reading_paused",
-        "_pings", "_lost", "_heartbeat", "_ping_deadline", "_close_timer", "_failure_timer", "_on_close", "__weakref__",
+        "_core",
+        "_transport",
+        "_lock",
+        "_cond",
+        "_queue",
+        "_max_queue",
+        "_write_limit",
+        "_reading_paused",
+        "_pings",
+        "_lost",
+        "_heartbeat",
+        "_ping_deadline",
+        "_close_timer",
+        "_failure_timer",
+        "_on_close",
+        "__weakref__",
     )
 
     def __init__(
@@ -102,7 +117,9 @@ class WebSocket(CoreView):
                 self._core.frame_mode = True
                 # Messages already assembled are handed over as single frames.
                 self._queue = collections.deque(
-                    item if isinstance(item, Frame) else Frame(
+                    item
+                    if isinstance(item, Frame)
+                    else Frame(
                         Opcode.TEXT if isinstance(item, str) else Opcode.BINARY,
                         item.encode() if isinstance(item, str) else item,
                     )
@@ -478,4 +495,3 @@ def _settle(waiter: Future[float], result: float = 0.0, error: BaseException | N
             waiter.set_exception(error)
     except InvalidStateError:
         pass  # cancelled by its owner
-

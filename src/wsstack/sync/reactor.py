@@ -30,7 +30,8 @@ import selectors
 import socket
 import threading
 import time
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 __all__ = ["Reactor", "Timer", "Pollable", "IN", "OUT", "ONESHOT"]
 

@@ -15,7 +15,8 @@ import signal
 import socket
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..connection import ServerConnection, State
 from ..errors import ConnectionClosed, HandshakeError, InvalidHandshake, InvalidState
@@ -425,4 +426,3 @@ class _Acceptor:
 
     def abort(self) -> None:
         pass
-

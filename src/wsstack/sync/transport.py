@@ -30,7 +30,8 @@ import select
 import socket
 import ssl
 import threading
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from .reactor import IN, ONESHOT, OUT, READ_SIZE, Reactor, Timer
 
@@ -71,9 +72,28 @@ class Transport:
     """A non-blocking socket registered with a ``Reactor``, with ordered thread-safe writes."""
 
     __slots__ = (
-        "sock", "fd", "reactor", "lock", "protocol", "peer", "closed", "direct", "_tls", "_handshaking", "_out",
-        "_out_size", "_reading", "_interest", "_closing", "_broken", "_abort_pending", "_close_timer",
-        "_close_timeout", "_lingering", "_linger_mark", "_linger_queued",
+        "sock",
+        "fd",
+        "reactor",
+        "lock",
+        "protocol",
+        "peer",
+        "closed",
+        "direct",
+        "_tls",
+        "_handshaking",
+        "_out",
+        "_out_size",
+        "_reading",
+        "_interest",
+        "_closing",
+        "_broken",
+        "_abort_pending",
+        "_close_timer",
+        "_close_timeout",
+        "_lingering",
+        "_linger_mark",
+        "_linger_queued",
     )
 
     def __init__(

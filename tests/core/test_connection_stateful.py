@@ -12,6 +12,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from helpers import open_pair
 from wsstack.connection import Connection, State
 from wsstack.errors import ConnectionClosed, InvalidState
 from wsstack.events import (
@@ -26,8 +27,6 @@ from wsstack.events import (
 from wsstack.frames import is_sendable_close_code
 from wsstack.options import Options
 
-from helpers import open_pair
-
 ENDINGS = (CloseReceived, ProtocolFailure, ConnectionLost)
 ALLOWED = (TextMessage, BinaryMessage, Ping, Pong, *ENDINGS)
 sides = st.sampled_from(["client", "server"])
@@ -39,7 +38,10 @@ class ConnectionPair(RuleBasedStateMachine):
         options = Options(max_message_size=4096, max_fragments=64)
         self.client, self.server = open_pair(options, options)
         self.conns: dict[str, Connection] = {"client": self.client, "server": self.server}
-        self.wire: dict[str, bytearray] = {"client": bytearray(), "server": bytearray()}  # bytes on the way to that side
+        self.wire: dict[str, bytearray] = {
+            "client": bytearray(),
+            "server": bytearray(),
+        }  # bytes on the way to that side
         self.sent: dict[str, list[object]] = {"client": [], "server": []}  # messages sent *to* that side
         self.received: dict[str, list[object]] = {"client": [], "server": []}
         self.ended: dict[str, bool] = {"client": False, "server": False}
@@ -63,7 +65,11 @@ class ConnectionPair(RuleBasedStateMachine):
                 self.received[side].append(event.data)
         self.pump_out(side)
 
-    @rule(side=sides, message=st.one_of(st.text(max_size=100), st.binary(max_size=100)), fragment=st.none() | st.integers(1, 40))
+    @rule(
+        side=sides,
+        message=st.one_of(st.text(max_size=100), st.binary(max_size=100)),
+        fragment=st.none() | st.integers(1, 40),
+    )
     def send(self, side: str, message: str | bytes, fragment: int | None) -> None:
         conn = self.conns[side]
         try:

@@ -8,8 +8,8 @@ WSSTACK_NO_SPEEDUPS=1).
 
 from __future__ import annotations
 
-import itertools
 import importlib
+import itertools
 import os
 from types import ModuleType
 

@@ -39,7 +39,7 @@ from wsstack.options import Options
 from wsstack.sync import Context, Server, WebSocket, broadcast, connect
 from wsstack.sync import reactor as reactor_module
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 HANDSHAKE = (
     b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -643,7 +643,9 @@ def test_handler_exception_in_plain_http_is_500() -> None:
         raise RuntimeError("boom")
 
     with serving(server):
-        assert raw_http(server.port, b"GET /boom HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").startswith(b"HTTP/1.1 500")
+        assert raw_http(server.port, b"GET /boom HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").startswith(
+            b"HTTP/1.1 500"
+        )
 
 
 @bounded(30)
@@ -771,15 +773,14 @@ def test_heartbeat_detects_a_silent_peer_and_closes_1011() -> None:
         ws.recv(timeout=STEP)
         closed.set_result(ws.close_code)
 
-    with serving(server):
-        with raw_connection(server.port) as sock:
-            # Never answer: read the ping, then the close frame.
-            first, _ = read_frame(sock)
-            assert first == 0x89
-            first, payload = read_frame(sock)
-            assert first == 0x88 and payload[:2] == (1011).to_bytes(2, "big")
-            assert closed.result(STEP) == 1011
-            assert read_all(sock) == b""
+    with serving(server), raw_connection(server.port) as sock:
+        # Never answer: read the ping, then the close frame.
+        first, _ = read_frame(sock)
+        assert first == 0x89
+        first, payload = read_frame(sock)
+        assert first == 0x88 and payload[:2] == (1011).to_bytes(2, "big")
+        assert closed.result(STEP) == 1011
+        assert read_all(sock) == b""
 
 
 @bounded(30)
@@ -872,7 +873,7 @@ def test_slow_reader_blocks_senders_within_bounds_and_close_frees_them() -> None
                 for i in range(2000):
                     ws.send(chunk, timeout=0.5)
                     progress.append(i)
-            for i in range(2000):
+            for _ in range(2000):
                 ws.send(chunk)  # blocks until the connection goes away
             outcome.set_result(None)
         except BaseException as exc:

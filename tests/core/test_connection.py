@@ -6,6 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from helpers import masked, open_pair, open_server, transfer, unmasked
 from wsstack.connection import ClientConnection, ServerConnection, State
 from wsstack.errors import ConnectionClosed, InvalidState, MessageTooBig, ProtocolError
 from wsstack.events import (
@@ -19,8 +20,6 @@ from wsstack.events import (
 )
 from wsstack.frames import Frame, Opcode, parse_close
 from wsstack.options import Options
-
-from helpers import masked, open_pair, open_server, transfer, unmasked
 
 
 def feed(conn: ServerConnection | ClientConnection, data: bytes) -> list[object]:
@@ -87,7 +86,9 @@ messages = st.lists(st.one_of(st.text(max_size=300), st.binary(max_size=300)), m
 
 @settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 @given(messages, st.one_of(st.none(), st.integers(1, 64)), st.data())
-def test_round_trip_client_to_server_any_chunking(msgs: list[str | bytes], fragment: int | None, data: st.DataObject) -> None:
+def test_round_trip_client_to_server_any_chunking(
+    msgs: list[str | bytes], fragment: int | None, data: st.DataObject
+) -> None:
     client, server = open_pair()
     for msg in msgs:
         client.send(msg, fragment_size=fragment)
@@ -103,7 +104,9 @@ def test_round_trip_client_to_server_any_chunking(msgs: list[str | bytes], fragm
 
 @settings(max_examples=100)
 @given(messages, st.one_of(st.none(), st.integers(1, 64)), st.data())
-def test_round_trip_server_to_client_byte_by_byte_or_chunks(msgs: list[str | bytes], fragment: int | None, data: st.DataObject) -> None:
+def test_round_trip_server_to_client_byte_by_byte_or_chunks(
+    msgs: list[str | bytes], fragment: int | None, data: st.DataObject
+) -> None:
     client, server = open_pair()
     for msg in msgs:
         server.send(msg, fragment_size=fragment)
@@ -370,7 +373,10 @@ def test_held_failure_sends_replies_before_the_close_frame() -> None:
     server.release_failure()
     out = server.data_to_send()
     assert out.startswith(unmasked(0x81, b"first"))
-    assert parse_close(out[len(unmasked(0x81, b"first")) + 2 :]) == (1002, "reserved bit set without an extension that defines it")
+    assert parse_close(out[len(unmasked(0x81, b"first")) + 2 :]) == (
+        1002,
+        "reserved bit set without an extension that defines it",
+    )
     assert server.state is State.CLOSED and server.close_code == 1002
 
 

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from helpers import masked, unmasked
 from wsstack import _pyspeedups
 from wsstack.errors import InvalidPayloadData, ProtocolError
 from wsstack.frames import (
@@ -20,8 +21,6 @@ from wsstack.frames import (
     parse_close,
     serialize_frame,
 )
-
-from helpers import masked, unmasked
 
 KEY = bytes.fromhex("37fa213d")
 

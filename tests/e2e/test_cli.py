@@ -29,7 +29,7 @@ from wsstack.asyncio import Context, Server, connect
 from wsstack.cli.client import format_message
 from wsstack.cli.demo import clean_name
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 30.0
 LISTENING = re.compile(rb"listening on \S+:(\d+)")
 BIG = 4 << 20

@@ -122,7 +122,7 @@ def http_status(sock: socket.socket) -> int:
     return int(data.split(b" ", 2)[1])
 
 
-def within(target: Target, limit: int) -> "_Memory":
+def within(target: Target, limit: int) -> _Memory:
     return _Memory(target, limit)
 
 
@@ -153,7 +153,9 @@ def test_oversized_request_line(target: Target) -> None:
     target.assert_serving()
 
 
-@pytest.mark.parametrize("headers", [b"X-Big: " + b"b" * 100_000 + b"\r\n", b"".join(b"X-%d: v\r\n" % i for i in range(1000))])
+@pytest.mark.parametrize(
+    "headers", [b"X-Big: " + b"b" * 100_000 + b"\r\n", b"".join(b"X-%d: v\r\n" % i for i in range(1000))]
+)
 def test_oversized_or_too_many_headers(target: Target, headers: bytes) -> None:
     with within(target, 4 * MiB):
         sock = socket.create_connection(("127.0.0.1", target.port), timeout=10)
@@ -200,7 +202,7 @@ def test_slowloris_handshake_times_out(target: Target) -> None:
         ("unmasked", frame(0x81, b"hello", masked=False), 1002),
         ("opcode 0x3", frame(0x83, b""), 1002),
         ("opcode 0xB", frame(0x8B, b""), 1002),
-        ("invalid UTF-8 text", frame(0x81, "ok".encode() + b"\xed\xa0\x80"), 1007),
+        ("invalid UTF-8 text", frame(0x81, b"ok" + b"\xed\xa0\x80"), 1007),
         ("invalid UTF-8 close reason", frame(0x88, b"\x03\xe8\xff\xfe"), 1007),
         ("close code 1005", frame(0x88, (1005).to_bytes(2, "big")), 1002),
         ("close code 999", frame(0x88, (999).to_bytes(2, "big")), 1002),
@@ -301,7 +303,7 @@ def test_two_thousand_idle_connections_then_max_connections(target: Target) -> N
         assert http_status(extra) == 503
         extra.close()
     # The idle ones answer pings, so heartbeats keep them; they still echo.
-    for sock in socks[:: 400]:
+    for sock in socks[::400]:
         sock.sendall(frame(0x81, b"alive"))
         first, payload = read_frame(sock)
         while first != 0x81:

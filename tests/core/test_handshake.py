@@ -412,7 +412,7 @@ def test_client_refuses_bad_arguments(kwargs: dict[str, object]) -> None:
 def test_client_accepts_a_real_server_answer() -> None:
     client = ClientHandshake("example.com", None, subprotocols=["chat", "superchat"], extensions="permessage-deflate")
     response = server_answer(
-        client.request(), subprotocol="superchat", extensions='permessage-deflate; client_max_window_bits=10'
+        client.request(), subprotocol="superchat", extensions="permessage-deflate; client_max_window_bits=10"
     )
     assert client.check_response(response) == (
         "superchat",

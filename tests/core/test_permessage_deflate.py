@@ -10,7 +10,6 @@ import zlib
 from typing import Any
 
 import pytest
-from helpers import masked, open_pair, transfer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.client import ClientProtocol as WsClient
@@ -21,6 +20,7 @@ from websockets.http11 import Request as WsRequest
 from websockets.server import ServerProtocol as WsServer
 from websockets.uri import parse_uri
 
+from helpers import masked, open_pair, transfer
 from wsstack.connection import ClientConnection, Connection, ServerConnection, State
 from wsstack.errors import InvalidHandshake, InvalidPayloadData, MessageTooBig
 from wsstack.events import BinaryMessage, HandshakeFailed, Ping, ProtocolFailure, RequestReceived, TextMessage

@@ -29,7 +29,7 @@ from wsstack import speedups
 
 pytestmark = pytest.mark.autobahn
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 AUTOBAHN = REPO.parent / "shared" / "autobahn"
 # setup.sh downloads Python 2.7 and wstest on a fresh machine (~25 s), then is instant.
 SETUP_TIMEOUT = 300
@@ -54,9 +54,20 @@ def test_autobahn_chapters_1_to_10(tmp_path: Path) -> None:
     mode = speedups.IMPLEMENTATION
     output = run_bounded(
         [
-            sys.executable, str(REPO / "compliance" / "run.py"),
-            "--testees", "asyncio-server", "--modes", mode, "--quick", "--no-write-doc",
-            "--reports", str(tmp_path), "--autobahn", str(AUTOBAHN), "--timeout", str(RUN_TIMEOUT),
+            sys.executable,
+            str(REPO / "compliance" / "run.py"),
+            "--testees",
+            "asyncio-server",
+            "--modes",
+            mode,
+            "--quick",
+            "--no-write-doc",
+            "--reports",
+            str(tmp_path),
+            "--autobahn",
+            str(AUTOBAHN),
+            "--timeout",
+            str(RUN_TIMEOUT),
         ],
         RUN_TIMEOUT + 30,
     )

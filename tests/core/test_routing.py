@@ -47,7 +47,13 @@ def test_context_reads_the_request() -> None:
     request = Request(
         "GET",
         "/ws?room=1&room=2",
-        Headers([("Upgrade", "websocket"), ("Connection", "keep-alive, Upgrade"), ("Sec-WebSocket-Protocol", "chat, binary")]),
+        Headers(
+            [
+                ("Upgrade", "websocket"),
+                ("Connection", "keep-alive, Upgrade"),
+                ("Sec-WebSocket-Protocol", "chat, binary"),
+            ]
+        ),
     )
     ctx = RequestContext(request)
     assert ctx.path == "/ws" and ctx.query_params == {"room": ["1", "2"]}

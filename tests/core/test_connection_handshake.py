@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from helpers import masked, open_pair, transfer, unmasked
 from wsstack.connection import ClientConnection, ServerConnection, State
 from wsstack.errors import InvalidHandshake, InvalidState
 from wsstack.events import HandshakeComplete, HandshakeFailed, RequestReceived, TextMessage
 from wsstack.http11 import Headers, Response, ResponseParser
 from wsstack.options import Options
-
-from helpers import masked, open_pair, transfer, unmasked
 
 UPGRADE = (
     b"GET /chat?room=1 HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import string
 
 import pytest
@@ -290,7 +291,7 @@ def test_a_failed_parser_stays_failed() -> None:
 def test_state_misuse_is_reported() -> None:
     parser = RequestParser()
     with pytest.raises(InvalidState):
-        parser.leftover
+        _ = parser.leftover
     parser.feed(b"GET / HTTP/1.1\r\n\r\n")
     with pytest.raises(InvalidState):
         parser.feed(b"GET / HTTP/1.1\r\n\r\n")
@@ -401,7 +402,7 @@ def chunked(draw: st.DrawFn, data: bytes) -> list[bytes]:
         return [data[i : i + 1] for i in range(len(data))]
     cuts = sorted(draw(st.lists(st.integers(0, len(data)), max_size=8)))
     bounds = [0, *cuts, len(data)]
-    return [data[a:b] for a, b in zip(bounds, bounds[1:])]
+    return [data[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def feed_chunks(parser: RequestParser | ResponseParser, chunks: list[bytes]) -> tuple[Request | Response, bytes]:

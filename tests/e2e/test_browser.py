@@ -31,7 +31,7 @@ from wsstack import Options
 from wsstack.asyncio import Server, WebSocket, connect
 from wsstack.cli import demo
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 90.0
 STEP_TIMEOUT = 15.0
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -218,8 +218,7 @@ def test_demo_chat_in_chromium(tmp_path: Path) -> None:
         async with serving(srv) as port, chromium(chromium_binary, tmp_path) as devtools:
             page = await devtools.open(f"http://127.0.0.1:{port}/")
             await page.evaluate(
-                "document.getElementById('name').value = 'chromium';"
-                "document.getElementById('join').click();"
+                "document.getElementById('name').value = 'chromium';document.getElementById('join').click();"
             )
             await page.wait_for_text("#messages li", "chromium joined")
             assert await page.evaluate("document.getElementById('status').textContent") == "Connected as chromium."

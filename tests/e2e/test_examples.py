@@ -29,7 +29,7 @@ from websockets.typing import Subprotocol
 from wsstack import HandshakeError, Opcode, Options
 from wsstack.asyncio import Server, connect
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 TIMEOUT = 20.0
 
@@ -431,8 +431,17 @@ async def connect_when_up(url: str, deadline: float, **kwargs: Any) -> Any:
 
 @pytest.mark.parametrize(
     "name",
-    ["echo_server", "message_handler", "broadcast_server", "message_types", "heartbeat", "compression",
-     "subprotocols", "connection_limits", "chat_room"],
+    [
+        "echo_server",
+        "message_handler",
+        "broadcast_server",
+        "message_types",
+        "heartbeat",
+        "compression",
+        "subprotocols",
+        "connection_limits",
+        "chat_room",
+    ],
 )
 def test_example_runs_as_a_script_until_ctrl_c(name: str) -> None:
     port = free_port()

@@ -6,7 +6,8 @@ import asyncio
 import os
 import random
 import socket
-from typing import Any, Awaitable
+from collections.abc import Awaitable
+from typing import Any
 
 import pytest
 import websockets
@@ -17,7 +18,6 @@ from wsstack.asyncio import Server, WebSocket, broadcast, connect
 from wsstack.errors import ConnectionClosed, InvalidHandshake
 from wsstack.frames import Opcode
 from wsstack.options import Options
-
 
 UPGRADE = (
     b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -214,7 +214,9 @@ def test_plain_http_routes_404_405_and_keep_alive() -> None:
         two = b"GET /hello?name=a HTTP/1.1\r\nHost: x\r\n\r\nGET /hello?name=b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
         data = await raw_http(port, two)
         assert data.count(b"HTTP/1.1 200 OK") == 2 and data.endswith(b"hi b") and b"hi a" in data
-        assert (await raw_http(port, b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).startswith(b"HTTP/1.1 404")
+        assert (await raw_http(port, b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).startswith(
+            b"HTTP/1.1 404"
+        )
         refused = await raw_http(port, b"POST /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert refused.startswith(b"HTTP/1.1 405") and b"Allow: GET" in refused
         plain = await raw_http(port, b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -508,8 +510,10 @@ def test_reply_to_earlier_message_precedes_the_failure_close() -> None:
         writer.write(
             UPGRADE
             # In the same packet as the request: a text frame, then one with RSV2 set.
-            + bytes((0x81, 0x82)) + b"\x00\x00\x00\x00hi"
-            + bytes((0xA1, 0x82)) + b"\x00\x00\x00\x00no"
+            + bytes((0x81, 0x82))
+            + b"\x00\x00\x00\x00hi"
+            + bytes((0xA1, 0x82))
+            + b"\x00\x00\x00\x00no"
         )
         await reader.readuntil(b"\r\n\r\n")
         data = await asyncio.wait_for(reader.read(), 5)
