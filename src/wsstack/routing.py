@@ -14,6 +14,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from . import handshake
+from .errors import InvalidHandshake
 from .http11 import Headers, Request, Response
 from .options import Options
 
@@ -95,7 +96,7 @@ class RequestContext:
         """Subprotocols the client offered, in its order of preference."""
         try:
             return handshake.offered_subprotocols(self.request)
-        except handshake.InvalidHandshake:
+        except InvalidHandshake:
             return []
 
     # Seed spelling: ``ctx.resp().set_status(...)``.
@@ -207,16 +208,14 @@ class RoutedServer(Generic[H]):
         self.shutdown_timeout = shutdown_timeout
         #: Open WebSockets.
         self.connections: set[Any] = set()
+        #: Shutting down: upgrades get 503 and answered connections close.
+        self.closing = False
         self.route = self.router.route
         self.get = self.router.get
         self.post = self.router.post
         self.put = self.router.put
         self.delete = self.router.delete
 
-    def _refusal(self, request: Request) -> Response | None:
-        """The answer to an upgrade request the server will not take, or ``None``."""
-        if not origin_allowed(request, self.allowed_origins):
-            return plain_response(403, "origin not allowed")
-        if self.max_connections is not None and len(self.connections) >= self.max_connections:
-            return plain_response(503, "too many connections")
-        return None
+    def at_capacity(self) -> bool:
+        """``max_connections`` WebSockets are open: another upgrade gets 503."""
+        return self.max_connections is not None and len(self.connections) >= self.max_connections

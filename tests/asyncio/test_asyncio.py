@@ -399,7 +399,7 @@ def test_fast_sender_pauses_reading() -> None:
             await asyncio.sleep(0.2)
             [server_ws] = list(server.connections)
             # Bounded by max_queue plus what one read hands over (asyncio reads at most 256 KiB).
-            assert server_ws._reading_paused and len(server_ws._queue) <= 4 + 262144 // 1000
+            assert server_ws._session.reading_paused and len(server_ws._queue) <= 4 + 262144 // 1000
             reading.set()
             assert await ws.recv() == "500"
         await server.close()
@@ -462,9 +462,9 @@ def test_broadcast_skips_closed_and_slow_connections() -> None:
         await asyncio.sleep(0.05)
         conns = list(server.connections)
         slow = conns[0]
-        slow._writing_paused = True
+        slow._session.writing_paused = True
         assert broadcast(conns, "x") == 1
-        slow._writing_paused = False
+        slow._session.writing_paused = False
         await b.close()
         await asyncio.sleep(0.05)
         assert broadcast(conns, "y") == 1
@@ -628,7 +628,7 @@ def test_close_while_reading_is_paused_completes_promptly() -> None:
         @server.get("/ws")
         async def stalled(ctx: Any) -> None:
             ws = await ctx.upgrade_to_websocket()
-            while not ws._reading_paused:
+            while not ws._session.reading_paused:
                 await asyncio.sleep(0.01)
             started_at = asyncio.get_running_loop().time()
             await ws.close(4001, "done")

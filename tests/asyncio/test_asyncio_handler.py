@@ -196,9 +196,9 @@ def test_peer_that_does_not_read_pauses_the_handler_side() -> None:
                 await asyncio.sleep(0.02)
                 if connections:
                     largest = max(largest, connections[0]._transport.get_write_buffer_size())
-                if connections and connections[0]._reading_paused and largest:
+                if connections and connections[0]._session.reading_paused and largest:
                     break
-            assert connections[0]._reading_paused
+            assert connections[0]._session.reading_paused
             assert largest <= (256 << 10) + len(message) * 8  # bounded by the limit, not by what was sent
             received = 0
             while received < count:
@@ -266,13 +266,13 @@ def test_failing_handler_resumes_reading_paused_for_its_replies() -> None:
             if message == b"boom":
                 raise RuntimeError("bug")
             ws.send_nowait(message)
-            ws._pause_writing()  # as asyncio would once the buffer is over its limit
+            ws.pause_writing()  # as asyncio would once the buffer is over its limit
 
         ws.set_message_handler(handler)
-        ws._data_received(client_frame(0x2, b"a") + client_frame(0x2, b"boom"))
+        ws.data_received(client_frame(0x2, b"a") + client_frame(0x2, b"boom"))
         assert transport.reading, "the peer's close frame could never be read"
         assert b"\x88\x10\x03\xf3internal error" in transport.written  # our close frame: 1011
-        ws._data_received(client_frame(0x8, b"\x03\xf3"))
+        ws.data_received(client_frame(0x8, b"\x03\xf3"))
         assert transport.closed
 
     run(main())
@@ -281,10 +281,10 @@ def test_failing_handler_resumes_reading_paused_for_its_replies() -> None:
 def test_handler_set_while_writing_is_paused_pauses_reading() -> None:
     async def main() -> None:
         ws, transport = open_websocket(asyncio.get_running_loop())
-        ws._pause_writing()
+        ws.pause_writing()
         ws.set_message_handler(ws.send_nowait)
         assert not transport.reading
-        ws._resume_writing()
+        ws.resume_writing()
         assert transport.reading
 
     run(main())
@@ -294,7 +294,7 @@ def test_reply_to_a_message_that_came_with_the_close_is_not_an_error(caplog: pyt
     async def main() -> None:
         ws, transport = open_websocket(asyncio.get_running_loop())
         ws.set_message_handler(ws.send_nowait)
-        ws._data_received(client_frame(0x1, b"last words") + client_frame(0x8, b"\x03\xe8"))
+        ws.data_received(client_frame(0x1, b"last words") + client_frame(0x8, b"\x03\xe8"))
         assert ws.core.close_code == 1000 and transport.closed
 
     with caplog.at_level(logging.DEBUG, logger="wsstack"):
@@ -309,7 +309,7 @@ def test_handler_cannot_take_over_from_a_waiting_recv() -> None:
         await asyncio.sleep(0)
         with pytest.raises(InvalidState):
             ws.set_message_handler(print)
-        ws._data_received(client_frame(0x1, b"for recv"))
+        ws.data_received(client_frame(0x1, b"for recv"))
         assert await waiting == "for recv"
 
     run(main())

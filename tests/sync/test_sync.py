@@ -825,7 +825,7 @@ def test_fast_sender_pauses_reading() -> None:
         for _ in range(500):
             ws.send(b"m" * 1000, timeout=STEP)
         server_ws = only_connection(server)
-        wait_until(lambda: server_ws._reading_paused)
+        wait_until(lambda: server_ws._session.reading_paused)
         time.sleep(0.2)
         # Bounded by max_queue plus what one read hands over (256 KiB).
         assert len(server_ws._queue) <= 4 + 262144 // 1000
@@ -842,7 +842,7 @@ def test_close_while_reading_is_paused_completes_promptly() -> None:
     @server.get("/ws")
     def not_reading(ctx: Context) -> None:
         ws = ctx.upgrade_to_websocket()
-        wait_until(lambda: ws._reading_paused)
+        wait_until(lambda: ws._session.reading_paused)
         started = time.monotonic()
         ws.close()
         outcome.set_result((time.monotonic() - started, ws.close_code))

@@ -1,6 +1,6 @@
 """The asyncio transport: ``Server`` with routes, ``connect`` and the ``WebSocket`` connection."""
 
-from .broadcast import broadcast
+from ..session import broadcast
 from .client import connect
 from .connection import WebSocket
 from .server import Context, Server

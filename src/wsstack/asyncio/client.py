@@ -33,7 +33,7 @@ class _ClientProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         ws = self.ws
         if ws is not None:
-            ws._data_received(data)
+            ws.data_received(data)
             return
         core = self.core
         core.receive_data(data)
@@ -42,9 +42,7 @@ class _ClientProtocol(asyncio.Protocol):
             if isinstance(event, HandshakeComplete):
                 assert self.transport is not None
                 ws = self.ws = WebSocket(core, self.transport, self.loop)
-                ws._dispatch(events[index + 1 :])
-                ws._flush()
-                ws._after_events()
+                ws.opened(events[index + 1 :])
                 if not self.opened.done():
                     self.opened.set_result(ws)
                 return
@@ -57,22 +55,22 @@ class _ClientProtocol(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         if self.ws is not None:
-            self.ws._eof_received()
+            self.ws.eof_received()
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.ws is not None:
-            self.ws._connection_lost(exc)
+            self.ws.connection_lost()
         elif not self.opened.done():
             self.opened.set_exception(ConnectionClosed(1006, "connection lost during the opening handshake"))
 
     def pause_writing(self) -> None:
         if self.ws is not None:
-            self.ws._pause_writing()
+            self.ws.pause_writing()
 
     def resume_writing(self) -> None:
         if self.ws is not None:
-            self.ws._resume_writing()
+            self.ws.resume_writing()
 
 
 class connect:

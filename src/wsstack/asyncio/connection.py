@@ -1,28 +1,31 @@
-"""The asyncio WebSocket connection: the seed's connection API over the sans-IO core.
+"""The asyncio WebSocket connection: the seed's connection API over the session layer.
 
 Bytes arrive through an ``asyncio.Protocol`` (no streams: one less buffer
-and one less copy per read), go straight into the core, and the events it
-returns are queued for ``recv()``. Everything the core wants written is
-written at once; a send only waits when the transport's buffer is over its
-high-water mark.
+and one less copy per read) and go to the session, whose decisions this
+module maps to the loop: a waiting ``recv()`` resumes, reading pauses or
+resumes, timers are armed, the transport closes. Everything the core wants
+written is written at once; a send only waits when the transport's buffer is
+over its high-water mark.
+
+Two things only this transport has, because only an event loop can offer
+them: a ``recv()`` that resumes inside ``data_received`` (waiter.py), and
+message handlers, which consume messages in the read callback itself.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import inspect
 import logging
-import os
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from ..connection import Connection, State
-from ..coreview import CoreView
 from ..errors import ConnectionClosed, InvalidState
-from ..events import BinaryMessage, CloseReceived, ConnectionLost, Ping, Pong, ProtocolFailure, TextMessage
-from ..frames import Frame, Opcode
+from ..events import Event
+from ..frames import Frame
+from ..session import CoreView, SharedFrames, WebSocketSession
+from ..session.websocket import ACKNOWLEDGED, CLOSE_TCP, ENDED, HOLD, LINGER, PAUSE_READING, RESUME_READING, WAKE
 from .waiter import Waiter
 
 __all__ = ["WebSocket"]
@@ -42,50 +45,46 @@ class WebSocket(CoreView):
     """
 
     __slots__ = (
+        "_session",
         "_core",
+        "_queue",
         "_transport",
         "_loop",
-        "_max_queue",
-        "_close_timeout",
-        "_queue",
         "_recv_waiter",
-        "_reading_paused",
-        "_writing_paused",
         "_drain_waiters",
-        "_pings",
         "_lost",
         "_close_timer",
         "_failure_timer",
         "_heartbeat",
-        "_ping_deadline",
         "_on_close",
         "_handler",
         "__weakref__",
     )
 
-    def __init__(self, core: Connection, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        core: Connection,
+        transport: asyncio.Transport,
+        loop: asyncio.AbstractEventLoop,
+        on_close: Callable[[WebSocket], object] | None = None,
+    ) -> None:
+        self._session = session = WebSocketSession(core)
         self._core = core
+        self._queue = session.queue
         self._transport = transport
         self._loop = loop
-        options = core.options
-        self._max_queue = max(1, options.max_queue)
-        self._close_timeout = options.close_timeout
-        self._queue: collections.deque[Any] = collections.deque()
         self._recv_waiter: Waiter | None = None
-        self._reading_paused = False
-        self._writing_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
-        self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
         self._lost: asyncio.Future[None] = loop.create_future()
         self._close_timer: asyncio.TimerHandle | None = None
         self._failure_timer: asyncio.TimerHandle | None = None
         self._heartbeat: asyncio.TimerHandle | None = None
-        self._ping_deadline: asyncio.TimerHandle | None = None
-        self._on_close: Callable[[WebSocket], None] | None = None
+        self._on_close = on_close
         self._handler: Callable[[Any], object] | None = None
-        transport.set_write_buffer_limits(high=options.write_limit)
-        if options.ping_interval:
-            self._heartbeat = loop.call_later(options.ping_interval, self._send_heartbeat)
+        transport.set_write_buffer_limits(high=core.options.write_limit)
+        when = session.heartbeat_start(loop.time())
+        if when is not None:
+            self._heartbeat = loop.call_at(when, self._heartbeat_fired)
 
     # ------------------------------------------------------------ properties
 
@@ -114,26 +113,15 @@ class WebSocket(CoreView):
                 return None
             await waiter
         item = queue.popleft()
-        if self._reading_paused:
-            self._resume_if_drained()
+        if self._session.reading_paused:
+            self._act(self._session.taken())
         return item  # type: ignore[no-any-return]
 
     async def recv_frame(self) -> Frame | None:
         """The next frame, control frames included; ``None`` once closed."""
         if self._handler is not None:
             raise InvalidState("frames go to the message handler; set_message_handler(None) first")
-        if not self._core.frame_mode:
-            self._core.frame_mode = True
-            # Messages already assembled are handed over as single frames.
-            self._queue = collections.deque(
-                item
-                if isinstance(item, Frame)
-                else Frame(
-                    Opcode.TEXT if isinstance(item, str) else Opcode.BINARY,
-                    item.encode() if isinstance(item, str) else item,
-                )
-                for item in self._queue
-            )
+        self._session.enter_frame_mode()
         return await self._next()  # type: ignore[no-any-return]
 
     async def _next(self) -> Any:
@@ -144,24 +132,20 @@ class WebSocket(CoreView):
                 return None
             await waiter
         item = queue.popleft()
-        if self._reading_paused:
-            self._resume_if_drained()
+        if self._session.reading_paused:
+            self._act(self._session.taken())
         return item
 
     def _wait_for_data(self) -> Waiter | None:
         """A waiter woken when something is queued, or None once nothing more can come."""
-        if self._core.failure_held:
-            self._release_failure()
-        if self._lost.done() or self._core.state is State.CLOSED:
+        actions = self._session.waiting()
+        if actions & ~ENDED:
+            self._act(actions)
+        if actions & ENDED:
             return None
         # A cancelled recv() leaves its waiter behind; it is simply replaced.
         waiter = self._recv_waiter = Waiter(loop=self._loop)
         return waiter
-
-    def _resume_if_drained(self) -> None:
-        if len(self._queue) <= self._max_queue // 2:
-            self._reading_paused = False
-            self._transport.resume_reading()
 
     def set_message_handler(self, handler: Callable[[Any], object] | None) -> None:
         """Have ``handler(message)`` called for each message as it arrives, instead of ``recv()``.
@@ -185,23 +169,11 @@ class WebSocket(CoreView):
         if handler is not None and self._recv_waiter is not None and not self._recv_waiter.done():
             raise InvalidState("a recv() is waiting; a message handler would take its messages")
         self._handler = handler
-        if handler is None:
-            if self._reading_paused and len(self._queue) < self._max_queue:
-                self._reading_paused = False
-                self._transport.resume_reading()
-            return
-        queue = self._queue
-        while queue and self._handler is handler:
-            self._call_handler(queue.popleft())
-        if self._handler is not handler:
-            return
-        if self._writing_paused and not self._reading_paused:
-            # No pause_writing() will come while the buffer stays over its limit.
-            self._reading_paused = True
-            self._transport.pause_reading()
-        elif self._reading_paused and not self._writing_paused:
-            self._reading_paused = False
-            self._transport.resume_reading()
+        if handler is not None:
+            self._feed_handler()
+            if self._handler is not handler:
+                return
+        self._act(self._session.set_inline_consumer(handler is not None))
 
     def __aiter__(self) -> AsyncIterator[Message]:
         return self._iterate()
@@ -217,7 +189,7 @@ class WebSocket(CoreView):
         core = self._core
         core.send(message)
         self._transport.write(core.data_to_send())  # never empty after a send
-        if self._writing_paused:
+        if self._session.writing_paused:
             await self._drain()
 
     def send_nowait(self, message: Message | bytearray | memoryview) -> None:
@@ -237,27 +209,30 @@ class WebSocket(CoreView):
         core = self._core
         core.send_binary(data)
         self._transport.write(core.data_to_send())
-        if self._writing_paused:
+        if self._session.writing_paused:
             await self._drain()
+
+    def write_shared(self, frames: SharedFrames) -> bool:
+        """Write a broadcast message now, unless closed or over the write limit (see ``broadcast``)."""
+        core = self._core
+        if self._session.writing_paused or core.state is not State.OPEN:
+            return False
+        self._transport.write(frames.frame_for(core))
+        return True
 
     def ping(self, data: bytes | str = b"") -> asyncio.Future[float]:
         """Send a ping now; the returned future resolves with the round-trip time in seconds.
 
         Without data a random 4-byte payload is used so the pong can be matched.
         A pong acknowledges its ping and every ping sent before it (RFC 6455
-        lets a peer answer only the latest of several pings).
+        lets a peer answer only the latest of several pings). The future
+        fails with ``ConnectionClosed`` if the connection ends first.
         """
-        payload = data.encode() if isinstance(data, str) else bytes(data)
-        if not payload:
-            payload = os.urandom(4)
-        if payload in self._pings:
-            raise ValueError("a ping with this payload is already waiting for its pong")
-        self._core.ping(payload)
-        self._flush()
         waiter: asyncio.Future[float] = self._loop.create_future()
+        self._session.ping(data, waiter, self._loop.time())
+        self._flush()
         # Retrieve a failure even when nobody awaits it (fire-and-forget pings).
         waiter.add_done_callback(_consume_exception)
-        self._pings[payload] = (waiter, time.monotonic())
         return waiter
 
     async def pong(self, data: bytes | str = b"") -> None:
@@ -266,24 +241,19 @@ class WebSocket(CoreView):
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Run the closing handshake, waiting at most ``close_timeout`` for the peer."""
-        core = self._core
-        if core.state is State.OPEN:
-            core.close(code, reason)
-            self._flush()
-            self._after_events()
-        if self._reading_paused:
-            # The peer's close frame may be behind messages nobody will read now.
-            self._reading_paused = False
-            self._transport.resume_reading()
+        self._act(self._session.close(code, reason))
         await self.wait_closed()
 
     async def wait_closed(self) -> None:
         """Wait until the TCP connection is gone (closing it after ``close_timeout``)."""
         if self._lost.done():
             return
-        if self._close_timer is None and self._close_timeout is not None:
-            self._close_timer = self._loop.call_later(self._close_timeout, self._transport.abort)
+        self._arm_close_timer()
         await asyncio.shield(self._lost)
+
+    def abort(self) -> None:
+        """Drop the TCP connection now, without a closing handshake."""
+        self._transport.abort()
 
     async def __aenter__(self) -> WebSocket:
         return self
@@ -291,99 +261,85 @@ class WebSocket(CoreView):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    # ------------------------------------------------------ transport events
+    # ----------------------------------------- called by the asyncio protocol
 
-    def _data_received(self, data: bytes) -> None:
-        core = self._core
-        core.receive_data(data)
-        events = core.events()
-        if events:
+    def opened(self, taken: Sequence[Event] = ()) -> None:
+        """Take what arrived with the opening handshake (frames, even a close).
+
+        ``taken``: the events that followed the handshake's own, if already taken from the core.
+        """
+        self._act(self._session.process_events(taken))
+
+    def data_received(self, data: bytes) -> None:
+        actions = self._session.receive_data(data)
+        if actions:
             # Called by the transport, outside any task: a waiting recv() resumes right here.
-            self._dispatch(events, eager=True)
-        data = core.data_to_send()
+            self._act(actions, eager=True)
+            return
+        data = self._core.data_to_send()
         if data:
             self._transport.write(data)
-        if core.state is State.CLOSED:
-            self._after_events()
 
-    def _eof_received(self) -> None:
-        self._core.receive_data(b"")
-        self._dispatch(self._core.events())
-        self._after_events()
+    def eof_received(self) -> None:
+        self._act(self._session.receive_data(b""))
 
-    def _connection_lost(self, exc: Exception | None) -> None:
-        core = self._core
-        if core.state is not State.CLOSED:
-            core.receive_data(b"")
-            self._dispatch(core.events())
-        for timer in (self._close_timer, self._failure_timer, self._heartbeat, self._ping_deadline):
+    def connection_lost(self) -> None:
+        error, pings = self._session.connection_lost()
+        for timer in (self._close_timer, self._failure_timer, self._heartbeat):
             if timer is not None:
                 timer.cancel()
         if not self._lost.done():
             self._lost.set_result(None)
-        error = ConnectionClosed(core.close_code or 1006, core.close_reason)
-        for waiter, _ in self._pings.values():
+        for waiter in pings:
             if not waiter.done():
                 waiter.set_exception(error)
-        self._pings.clear()
         self._wake_drain(error)
         self._wake_recv()
         if self._on_close is not None:
             self._on_close(self)
 
-    def _pause_writing(self) -> None:
-        self._writing_paused = True
-        self._core.pause_pongs()
-        if self._handler is not None and not self._reading_paused:
-            # A handler replies without awaiting; stop taking requests until the replies drain.
-            self._reading_paused = True
-            self._transport.pause_reading()
+    def pause_writing(self) -> None:
+        self._act(self._session.pause_writing())
 
-    def _resume_writing(self) -> None:
-        self._writing_paused = False
-        self._core.resume_pongs()
-        self._flush()
+    def resume_writing(self) -> None:
+        self._act(self._session.resume_writing())
         self._wake_drain(None)
-        if self._handler is not None and self._reading_paused:
-            self._reading_paused = False
-            self._transport.resume_reading()
 
     # ------------------------------------------------------------- internals
 
-    def _dispatch(self, events: list[Any], eager: bool = False) -> None:
+    def _act(self, actions: int, eager: bool = False) -> None:
+        """Carry out the session's decisions, then write what the core has for the wire."""
+        session = self._session
+        if actions & PAUSE_READING:
+            self._transport.pause_reading()
+        if actions & ACKNOWLEDGED:
+            for waiter, rtt in session.take_acknowledged(self._loop.time()):
+                if not waiter.done():
+                    waiter.set_result(rtt)
+        if actions & HOLD and self._failure_timer is None:
+            # Released once the application has read what came before the error.
+            self._failure_timer = self._loop.call_later(session.close_timeout or 0, self._release_held_failure)
+        if actions & WAKE:
+            if self._handler is not None:
+                self._feed_handler()
+            else:
+                self._wake_recv(eager)
+        if actions & RESUME_READING and not session.reading_paused:
+            self._transport.resume_reading()
+        data = self._core.data_to_send()
+        if data:
+            self._transport.write(data)
+        if actions & CLOSE_TCP:
+            self._transport.close()
+            self._arm_close_timer()
+        elif actions & LINGER:
+            self._arm_close_timer()
+
+    def _feed_handler(self) -> None:
         queue = self._queue
-        for event in events:
-            kind = type(event)
-            if kind is TextMessage or kind is BinaryMessage:
-                if self._handler is None:
-                    queue.append(event.data)
-                else:
-                    self._call_handler(event.data)
-            elif kind is Frame:
-                if self._handler is None:
-                    queue.append(event)
-                else:
-                    self._call_handler(event)
-                if event.opcode == Opcode.PONG:
-                    self._acknowledge(event.payload)
-            elif kind is Pong:
-                self._acknowledge(event.data)
-            elif kind is ProtocolFailure:
-                logger.info("failing connection: %s (%d)", event.error, event.code)
-                if self._core.failure_held:
-                    if queue:
-                        # Released once the application has read what came before the error.
-                        self._failure_timer = self._loop.call_later(self._close_timeout or 0, self._release_failure)
-                    else:
-                        self._core.release_failure()
-            elif kind is not Ping and kind is not CloseReceived and kind is not ConnectionLost:
-                logger.debug("unhandled event %r", event)
-        if queue:
-            self._wake_recv(eager)
-            # Once closing, keep reading: the peer's close frame is behind these.
-            if not self._reading_paused and len(queue) >= self._max_queue and self._core.state is State.OPEN:
-                self._reading_paused = True
-                self._transport.pause_reading()
+        handler = self._handler
+        while queue and self._handler is handler:
+            self._call_handler(queue.popleft())
 
     def _call_handler(self, item: Any) -> None:
         handler = self._handler
@@ -400,46 +356,20 @@ class WebSocket(CoreView):
         except Exception:
             logger.exception("message handler failed: closing with 1011")
             self._handler = None
-            core = self._core
-            if core.state is State.OPEN:
-                core.close(1011, "internal error")
-                self._flush()
-                if self._close_timer is None and self._close_timeout is not None:
-                    self._close_timer = self._loop.call_later(self._close_timeout, self._transport.abort)
-            if self._reading_paused:
-                # Paused for the handler's replies; the peer's close frame must still be read.
-                self._reading_paused = False
-                self._transport.resume_reading()
+            session = self._session
+            # Paused for the handler's replies; the peer's close frame must still be read.
+            self._act(session.set_inline_consumer(False) | session.close(1011, "internal error"))
+            self._arm_close_timer()
 
-    def _after_events(self) -> None:
-        """Once the core is closed: the server drops TCP now, a client gives the server time to."""
-        if self._core.state is not State.CLOSED or self._lost.done():
-            return
-        self._wake_recv()
-        if not self._core.is_client or not self._core.close_received:
-            self._transport.close()
-        elif self._close_timer is None and self._close_timeout is not None:
-            self._close_timer = self._loop.call_later(self._close_timeout, self._transport.abort)
+    def _release_held_failure(self) -> None:
+        self._failure_timer = None
+        self._act(self._session.release_held_failure())
 
-    def _release_failure(self) -> None:
-        if self._failure_timer is not None:
-            self._failure_timer.cancel()
-            self._failure_timer = None
-        self._core.release_failure()
-        self._flush()
-        self._after_events()
-
-    def _acknowledge(self, payload: bytes) -> None:
-        if payload not in self._pings:
-            return
-        now = time.monotonic()
-        while self._pings:
-            key, (waiter, sent) = next(iter(self._pings.items()))
-            del self._pings[key]
-            if not waiter.done():
-                waiter.set_result(now - sent)
-            if key == payload:
-                break
+    def _arm_close_timer(self) -> None:
+        """Abort the transport if it is still there ``close_timeout`` seconds from now."""
+        timeout = self._session.close_timeout
+        if self._close_timer is None and timeout is not None and not self._lost.done():
+            self._close_timer = self._loop.call_later(timeout, self._transport.abort)
 
     def _flush(self) -> None:
         data = self._core.data_to_send()
@@ -454,7 +384,7 @@ class WebSocket(CoreView):
 
     async def _drain(self) -> None:
         if self._lost.done():
-            raise ConnectionClosed(self._core.close_code or 1006, self._core.close_reason)
+            raise self._session.closed_error()
         waiter: asyncio.Future[None] = self._loop.create_future()
         self._drain_waiters.append(waiter)
         await waiter
@@ -468,39 +398,11 @@ class WebSocket(CoreView):
                 else:
                     waiter.set_exception(error)
 
-    # -- heartbeat: timer callbacks, not a task, so an idle connection costs no coroutine
-
-    def _send_heartbeat(self) -> None:
-        options = self._core.options
-        if self._core.state is not State.OPEN:
-            return
-        try:
-            waiter = self.ping()
-        except ConnectionClosed:
-            return
-        if options.ping_timeout:
-            self._ping_deadline = self._loop.call_later(options.ping_timeout, self._heartbeat_timeout, waiter)
-        waiter.add_done_callback(self._heartbeat_answered)
-
-    def _heartbeat_answered(self, waiter: asyncio.Future[float]) -> None:
-        if self._ping_deadline is not None:
-            self._ping_deadline.cancel()
-            self._ping_deadline = None
-        interval = self._core.options.ping_interval
-        if not waiter.cancelled() and waiter.exception() is None and interval and not self._lost.done():
-            self._heartbeat = self._loop.call_later(interval, self._send_heartbeat)
-
-    def _heartbeat_timeout(self, waiter: asyncio.Future[float]) -> None:
-        if waiter.done():
-            return
-        logger.info("no pong within ping_timeout: closing with 1011")
-        self._core.fail(1011, "keepalive ping timeout")
-        self._flush()
-        self._transport.close()
-        if self._close_timer is not None:
-            self._close_timer.cancel()
-        if self._close_timeout is not None:
-            self._close_timer = self._loop.call_later(self._close_timeout, self._transport.abort)
+    def _heartbeat_fired(self) -> None:
+        """The heartbeat is a loop timer, not a task, so an idle connection costs no coroutine."""
+        actions, when = self._session.heartbeat(self._loop.time())
+        self._heartbeat = None if when is None else self._loop.call_at(when, self._heartbeat_fired)
+        self._act(actions)
 
 
 def _consume_exception(future: asyncio.Future[Any]) -> None:

@@ -10,12 +10,12 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
-from ..connection import ServerConnection, State
-from ..errors import ConnectionClosed, HandshakeError, InvalidHandshake, InvalidState
-from ..events import RequestReceived
+from ..connection import State
+from ..errors import InvalidState
 from ..http11 import Request, Response
 from ..options import Options
-from ..routing import RequestContext, RoutedServer, plain_response
+from ..routing import RequestContext, RoutedServer
+from ..session import HTTPSession
 from .connection import WebSocket
 
 __all__ = ["Server", "Context"]
@@ -48,17 +48,15 @@ class Context(RequestContext):
 
 
 class _HTTPProtocol(asyncio.Protocol):
-    """One TCP connection: HTTP requests one at a time, then possibly a WebSocket."""
+    """One TCP connection: HTTP requests one at a time (``HTTPSession``), then possibly a WebSocket."""
 
-    __slots__ = ("server", "loop", "core", "transport", "ws", "task", "timer")
+    __slots__ = ("server", "loop", "http", "core", "transport", "ws", "task", "timer")
 
     def __init__(self, server: Server) -> None:
         self.server = server
         self.loop = server.loop
-        self.core = ServerConnection(server.options)
-        # A peer's protocol error is answered after the handler has seen (and
-        # possibly replied to) the messages that came before it.
-        self.core.hold_failure_close = True
+        self.http = HTTPSession(server)
+        self.core = self.http.core
         self.transport: asyncio.Transport | None = None
         self.ws: WebSocket | None = None
         self.task: asyncio.Task[None] | None = None
@@ -75,14 +73,14 @@ class _HTTPProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         ws = self.ws
         if ws is not None:
-            ws._data_received(data)
+            ws.data_received(data)
             return
         self.core.receive_data(data)
         self._process()
 
     def eof_received(self) -> bool | None:
         if self.ws is not None:
-            self.ws._eof_received()
+            self.ws.eof_received()
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -90,25 +88,24 @@ class _HTTPProtocol(asyncio.Protocol):
         if self.timer is not None:
             self.timer.cancel()
         if self.ws is not None:
-            self.ws._connection_lost(exc)
+            self.ws.connection_lost()
 
     def pause_writing(self) -> None:
         if self.ws is not None:
-            self.ws._pause_writing()
+            self.ws.pause_writing()
 
     def resume_writing(self) -> None:
         if self.ws is not None:
-            self.ws._resume_writing()
+            self.ws.resume_writing()
 
     # -- HTTP
 
     def _process(self) -> None:
-        core = self.core
-        for event in core.events():
-            if isinstance(event, RequestReceived):
-                self._start(event.request)
-        self._write(core.data_to_send())
-        if core.state is State.CLOSED and self.ws is None:
+        request = self.http.next_request()
+        self._write(self.core.data_to_send())
+        if request is not None:
+            self._start(request)
+        elif self.core.state is State.CLOSED and self.ws is None:
             self._close()
 
     def _start(self, request: Request) -> None:
@@ -123,51 +120,31 @@ class _HTTPProtocol(asyncio.Protocol):
         self.task.add_done_callback(self.server._tasks.discard)
 
     async def _handle(self, request: Request) -> None:
-        server = self.server
-        handler, refusal = server.router.resolve(request.method, request.path)
+        handler, refusal, keep_alive = self.http.route(request)
         if handler is None:
-            assert refusal is not None
-            self._respond(refusal)
+            self._respond(refusal, keep_alive)
             return
         context = Context(request, self)
-        if context.is_websocket_upgrade():
-            refusal = server._refusal(request)
-            if refusal is not None:
-                self._respond(refusal, keep_alive=False)
-                return
+        error: Exception | None = None
         try:
             result = handler(context)
             if inspect.isawaitable(result):
                 await result
-        except HandshakeError:
-            return  # the upgrade already answered with the error status
-        except ConnectionClosed as exc:
-            # A send on this request's own connection after the peer closed it: a normal end.
-            logger.debug("%s %s: connection closed under the handler (%s)", request.method, request.path, exc)
-            return
-        except Exception:
-            logger.exception("handler for %s %s failed", request.method, request.path)
-            if context.websocket is None:
-                if self.core.state is State.CONNECTING:
-                    self._respond(plain_response(500))
-                return
-            await context.websocket.close(1011, "internal error")
-            return
-        if context.websocket is None:
-            self._respond(context.response.to_response())
-        else:
-            await context.websocket.close()
+        except Exception as exc:
+            error = exc
+        outcome = self.http.outcome(request, context.websocket is not None, context.response, error)
+        if isinstance(outcome, Response):
+            self._respond(outcome)
+        elif outcome is not None and context.websocket is not None:
+            await context.websocket.close(*outcome)
 
-    def _respond(self, response: Response, keep_alive: bool | None = None) -> None:
-        """Send a plain HTTP answer; a refused upgrade closes the connection (``keep_alive=False``)."""
-        core = self.core
-        if core.state is not State.CONNECTING or core.request is None:
+    def _respond(self, response: Response | None, keep_alive: bool | None = None) -> None:
+        """Send a plain HTTP answer, then read the next request or close."""
+        close = None if response is None else self.http.respond(response, keep_alive)
+        if close is None:
             return
-        if core.request.method == "HEAD":
-            response.body = b""
-        core.respond(response, keep_alive)
-        self._write(core.data_to_send())
-        if core.state is State.CLOSED or self.server._closing:
+        self._write(self.core.data_to_send())
+        if close:
             self._close()
             return
         assert self.transport is not None
@@ -177,29 +154,17 @@ class _HTTPProtocol(asyncio.Protocol):
         self._process()
 
     def upgrade(self, options: Options | None, subprotocol: str | None) -> WebSocket:
-        server = self.server
-        core = self.core
-        if server._closing:
-            self._respond(plain_response(503, "server shutting down"), keep_alive=False)
-            raise HandshakeError("the server is shutting down", status=503)
-        if server.max_connections is not None and len(server.connections) >= server.max_connections:
-            self._respond(plain_response(503, "too many connections"), keep_alive=False)
-            raise HandshakeError("the server is at max_connections", status=503)
-        try:
-            core.accept(subprotocol=subprotocol, options=options if options is not None else server.options)
-        except InvalidHandshake as exc:
-            self._respond(plain_response(exc.status, str(exc), exc.headers), keep_alive=False)
-            raise
+        refusal = self.http.upgrade(options, subprotocol)
+        if refusal is not None:
+            self._write(self.core.data_to_send())
+            self._close()
+            raise refusal
         assert self.transport is not None
-        ws = WebSocket(core, self.transport, self.loop)
-        self.ws = ws
-        server.connections.add(ws)
-        ws._on_close = server.connections.discard
+        connections = self.server.connections
+        ws = self.ws = WebSocket(self.core, self.transport, self.loop, on_close=connections.discard)
+        connections.add(ws)
         self.transport.resume_reading()
-        # Frames that came with the request were parsed by accept().
-        ws._dispatch(core.events())
-        ws._flush()
-        ws._after_events()
+        ws.opened()
         return ws
 
     def _write(self, data: bytes) -> None:
@@ -218,9 +183,9 @@ class _HTTPProtocol(asyncio.Protocol):
     def _timed_out(self) -> None:
         """No complete request in time (slowloris, or an idle keep-alive connection)."""
         self.timer = None
-        if self.ws is None and (self.task is None or self.task.done()):
-            if self.transport is not None:
-                self.transport.abort()
+        idle = self.ws is None and (self.task is None or self.task.done())
+        if idle and self.transport is not None:
+            self.transport.abort()
 
 
 class Server(RoutedServer[Handler]):
@@ -230,13 +195,15 @@ class Server(RoutedServer[Handler]):
     """
 
     def __init__(self, options: Options | None = None, **settings: Any) -> None:
-        """``settings``: ``max_connections``, ``allowed_origins``, ``ssl``, ``shutdown_timeout`` (see ``RoutedServer``)."""
+        """``settings``: ``max_connections``, ``allowed_origins``, ``ssl``, ``shutdown_timeout``.
+
+        See ``RoutedServer`` for each.
+        """
         super().__init__(options, **settings)
         self.connections: set[WebSocket] = set()
         self._protocols: set[_HTTPProtocol] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._server: asyncio.AbstractServer | None = None
-        self._closing = False
+        self._server: asyncio.Server | None = None
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -252,7 +219,7 @@ class Server(RoutedServer[Handler]):
     async def listen(self, port: int = 8080, host: str | None = "127.0.0.1", *, backlog: int = 1024) -> None:
         """Start accepting connections; returns once the socket is bound."""
         loop = asyncio.get_running_loop()
-        self._closing = False
+        self.closing = False
         self._server = await loop.create_server(
             lambda: _HTTPProtocol(self), host, port, ssl=self.ssl, backlog=backlog, reuse_address=True
         )
@@ -265,7 +232,7 @@ class Server(RoutedServer[Handler]):
     async def close(self, timeout: float | None = None) -> None:
         """Graceful shutdown: stop accepting, close WebSockets with 1001, wait for handlers."""
         timeout = self.shutdown_timeout if timeout is None else timeout
-        self._closing = True
+        self.closing = True
         if self._server is not None:
             self._server.close()
         for protocol in list(self._protocols):
@@ -303,8 +270,13 @@ class Server(RoutedServer[Handler]):
             await self.listen(port, host)
             logger.info("listening on %s:%d", host or "*", self.port)
             stop: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+            def request_stop() -> None:
+                if not stop.done():
+                    stop.set_result(None)
+
             for sig in (signal.SIGINT, signal.SIGTERM):
-                asyncio.get_running_loop().add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+                asyncio.get_running_loop().add_signal_handler(sig, request_stop)
             await stop
             await self.close()
 

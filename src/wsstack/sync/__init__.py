@@ -5,7 +5,7 @@ server (and one shared by all clients) reads every socket and runs the
 timers; application code runs on a thread per connection. See docs/sync.md.
 """
 
-from .broadcast import broadcast
+from ..session import broadcast
 from .client import connect
 from .connection import WebSocket
 from .server import Context, Server

@@ -77,10 +77,8 @@ def connect(
         transport = Transport(sock, reactor, None, close_timeout=options.close_timeout)  # type: ignore[arg-type]
         ws = WebSocket(core, transport)
         transport.protocol = ws
-        with transport.lock:
-            # Frames that followed the 101 in the same read.
-            ws._dispatch(events)
-            transport.write(core.data_to_send())
+        # Frames that followed the 101 in the same read.
+        ws.opened(events)
     except BaseException:
         sock.close()
         raise

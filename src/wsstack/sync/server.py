@@ -18,12 +18,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..connection import ServerConnection, State
-from ..errors import ConnectionClosed, HandshakeError, InvalidHandshake, InvalidState
-from ..events import RequestReceived
+from ..connection import State
+from ..errors import InvalidState
 from ..http11 import Request, Response
 from ..options import Options
-from ..routing import RequestContext, RoutedServer, plain_response
+from ..routing import RequestContext, RoutedServer
+from ..session import HTTPSession
 from .connection import WebSocket
 from .reactor import IN, Reactor, Timer
 from .transport import Transport
@@ -62,14 +62,12 @@ class Context(RequestContext):
 class _HTTPConnection:
     """One TCP connection until it upgrades: request heads on the I/O thread, handlers on their own."""
 
-    __slots__ = ("server", "transport", "core", "timer", "busy", "upgraded")
+    __slots__ = ("server", "transport", "http", "core", "timer", "busy", "upgraded")
 
     def __init__(self, server: Server, sock: socket.socket, tls: bool) -> None:
         self.server = server
-        self.core = ServerConnection(server.options)
-        # A peer's protocol error is answered after the handler has read (and
-        # possibly replied to) the messages that came before it.
-        self.core.hold_failure_close = True
+        self.http = HTTPSession(server)
+        self.core = self.http.core
         self.transport = Transport(
             sock, server._reactor, self, close_timeout=server.options.close_timeout, tls_handshake=tls
         )
@@ -88,7 +86,7 @@ class _HTTPConnection:
     def data_received(self, data: memoryview | bytes) -> Callable[[], None] | None:
         core = self.core
         core.receive_data(bytes(data))
-        request = self._next_request()
+        request = self.http.next_request()
         self.transport.write(core.data_to_send())
         if request is not None:
             # One request at a time: what the client pipelines waits in the kernel, not in memory.
@@ -110,12 +108,6 @@ class _HTTPConnection:
 
     def write_drained(self) -> None:
         pass
-
-    def _next_request(self) -> Request | None:
-        for event in self.core.events():
-            if isinstance(event, RequestReceived):
-                return event.request
-        return None
 
     def _dispatch(self, request: Request) -> None:
         if self.timer is not None:
@@ -139,7 +131,7 @@ class _HTTPConnection:
         self.busy = False
         if self.core.state is not State.CONNECTING:
             return  # answered with Connection: close
-        if self.server._closing:
+        if self.server.closing:
             self.transport.close()
             return
         self._arm_timer()
@@ -153,86 +145,54 @@ class _HTTPConnection:
         while request is not None and not self.upgraded:
             self._handle(request)
             with self.transport.lock:
-                request = None if self.upgraded or self.core.state is not State.CONNECTING else self._next_request()
+                pending = not self.upgraded and self.core.state is State.CONNECTING
+                request = self.http.next_request() if pending else None
         if not self.upgraded:
             self.server._reactor.call_soon(self._await_next)
 
     def _handle(self, request: Request) -> None:
-        server = self.server
-        handler, refusal = server.router.resolve(request.method, request.path)
+        handler, refusal, keep_alive = self.http.route(request)
         if handler is None:
-            assert refusal is not None
-            self.respond(refusal)
+            self.respond(refusal, keep_alive)
             return
         context = Context(request, self)
-        if context.is_websocket_upgrade():
-            refusal = server._refusal(request)
-            if refusal is not None:
-                self.respond(refusal, keep_alive=False)
-                return
+        error: Exception | None = None
         try:
             handler(context)
-        except HandshakeError:
-            return  # the upgrade already answered with the error status
-        except ConnectionClosed as exc:
-            # A send on this request's own connection after the peer closed it: a normal end.
-            logger.debug("%s %s: connection closed under the handler (%s)", request.method, request.path, exc)
-            return
-        except Exception:
-            logger.exception("handler for %s %s failed", request.method, request.path)
-            if context.websocket is None:
-                self.respond(plain_response(500))
-            else:
-                context.websocket.close(1011, "internal error")
-            return
-        if context.websocket is None:
-            self.respond(context.response.to_response())
-        else:
-            context.websocket.close()
+        except Exception as exc:
+            error = exc
+        outcome = self.http.outcome(request, context.websocket is not None, context.response, error)
+        if isinstance(outcome, Response):
+            self.respond(outcome)
+        elif outcome is not None and context.websocket is not None:
+            context.websocket.close(*outcome)
 
-    def respond(self, response: Response, keep_alive: bool | None = None) -> None:
-        """Send a plain HTTP answer; a refused upgrade closes the connection (``keep_alive=False``)."""
-        core = self.core
+    def respond(self, response: Response | None, keep_alive: bool | None = None) -> None:
+        """Send a plain HTTP answer; the connection closes after it unless keep-alive goes on."""
         with self.transport.lock:
-            request = core.request
-            if request is None or self.upgraded:
-                return  # answered already (a refused upgrade answers before it raises)
-            if request.method == "HEAD":
-                response.body = b""
-            core.respond(response, keep_alive)
-            self.transport.write(core.data_to_send())
-            close = core.state is State.CLOSED or self.server._closing
+            close = None if response is None or self.upgraded else self.http.respond(response, keep_alive)
+            self.transport.write(self.core.data_to_send())
         if close:
             self.transport.close()
 
     def upgrade(self, options: Options | None, subprotocol: str | None) -> WebSocket:
         server = self.server
-        core = self.core
         transport = self.transport
-        with server._lock:
-            if server._closing:
-                self.respond(plain_response(503, "server shutting down"), keep_alive=False)
-                raise HandshakeError("the server is shutting down", status=503)
-            if server.max_connections is not None and len(server.connections) >= server.max_connections:
-                self.respond(plain_response(503, "too many connections"), keep_alive=False)
-                raise HandshakeError("the server is at max_connections", status=503)
-            with transport.lock:
-                try:
-                    core.accept(subprotocol=subprotocol, options=options if options is not None else server.options)
-                except InvalidHandshake as exc:
-                    refusal: InvalidHandshake | None = exc
-                else:
-                    refusal = None
-                    ws = WebSocket(core, transport, server._forget)
-                    transport.protocol = ws
-                    self.upgraded = True
-                    server.connections.add(ws)
-                    # Frames that came with the request were parsed by accept(); no ping of ours is pending.
-                    ws._dispatch(core.events())
-                    transport.write(core.data_to_send())
+        # The server's lock makes the max_connections check and the registration one step.
+        with server._lock, transport.lock:
+            refusal = self.http.upgrade(options, subprotocol)
+            if refusal is None:
+                ws = WebSocket(self.core, transport, server._forget)
+                transport.protocol = ws
+                self.upgraded = True
+                server.connections.add(ws)
+            else:
+                transport.write(self.core.data_to_send())
         if refusal is not None:
-            self.respond(plain_response(refusal.status, str(refusal), refusal.headers), keep_alive=False)
+            transport.close()
             raise refusal
+        # Frames that came with the request were parsed by accept().
+        ws.opened()
         server._reactor.call_soon(self._start_websocket, ws)
         return ws
 
@@ -249,7 +209,10 @@ class Server(RoutedServer[Handler]):
     """
 
     def __init__(self, options: Options | None = None, **settings: Any) -> None:
-        """``settings``: ``max_connections``, ``allowed_origins``, ``ssl``, ``shutdown_timeout`` (see ``RoutedServer``)."""
+        """``settings``: ``max_connections``, ``allowed_origins``, ``ssl``, ``shutdown_timeout``.
+
+        See ``RoutedServer`` for each.
+        """
         super().__init__(options, **settings)
         #: Open WebSockets; take a copy to iterate (handler threads add to it).
         self.connections: set[WebSocket] = set()
@@ -261,7 +224,6 @@ class Server(RoutedServer[Handler]):
         self._handlers_done = threading.Condition(threading.Lock())
         self._reactor: Reactor  # the I/O thread, from listen() on
         self._listener: socket.socket | None = None
-        self._closing = False
         self._stopped = threading.Event()
 
     @property
@@ -296,7 +258,7 @@ class Server(RoutedServer[Handler]):
         and are not waited for further.
         """
         with self._lock:
-            already, self._closing = self._closing, True
+            already, self.closing = self.closing, True
         if already:
             self._stopped.wait()
             return
@@ -307,7 +269,7 @@ class Server(RoutedServer[Handler]):
             with self._lock:
                 connections = list(self.connections)
             for ws in connections:
-                ws._start_close(1001, "server shutting down")
+                ws.start_close(1001, "server shutting down")
             me = 1 if threading.get_ident() in self._handler_idents else 0  # shutdown() from a handler
             with self._handlers_done:
                 self._handlers_done.wait_for(lambda: self._handlers <= me, max(0.0, deadline - time.monotonic()))
@@ -405,9 +367,11 @@ class Server(RoutedServer[Handler]):
 
     def _abort_all(self) -> None:
         with self._lock:
-            transports = [ws._transport for ws in self.connections]
-        for transport in [*transports, *(http.transport for http in self._http)]:
-            transport.abort_now()
+            connections = list(self.connections)
+        for ws in connections:
+            ws.abort()
+        for http in list(self._http):
+            http.transport.abort_now()
 
 
 class _Acceptor:

@@ -1,0 +1,47 @@
+"""The session layer: every policy a transport would otherwise write for itself, once.
+
+Below it the sans-IO core speaks the protocol; above it each transport
+(``wsstack.asyncio``, ``wsstack.sync``) does only its own I/O. Nothing here
+touches a socket, a clock, a thread or an event loop: sessions return
+decisions, and times come in as arguments.
+
+- ``websocket``: one connection's receive queue and its bounds, pings and
+  round-trip times, heartbeat deadlines, held failures, frame mode and when
+  to close TCP (``WebSocketSession``, and its action flags);
+- ``http``: a server's request cycle before an upgrade (``HTTPSession``);
+- ``broadcast``: one message to many connections, encoded once (``broadcast``);
+- ``view``: the read-only connection state every transport shows (``CoreView``).
+"""
+
+from .broadcast import Broadcastable, SharedFrames, broadcast
+from .http import HTTPSession, Outcome
+from .view import CoreView
+from .websocket import (
+    ACKNOWLEDGED,
+    CLOSE_TCP,
+    ENDED,
+    HOLD,
+    LINGER,
+    PAUSE_READING,
+    RESUME_READING,
+    WAKE,
+    WebSocketSession,
+)
+
+__all__ = [
+    "WebSocketSession",
+    "HTTPSession",
+    "Outcome",
+    "SharedFrames",
+    "Broadcastable",
+    "broadcast",
+    "CoreView",
+    "WAKE",
+    "PAUSE_READING",
+    "RESUME_READING",
+    "ACKNOWLEDGED",
+    "CLOSE_TCP",
+    "LINGER",
+    "HOLD",
+    "ENDED",
+]

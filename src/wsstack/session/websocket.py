@@ -1,0 +1,389 @@
+"""One WebSocket connection's policies, written once for every transport.
+
+The core (``Connection``) knows the protocol; a transport knows its
+sockets, its clock and its threads. Between them sit the decisions that do
+not depend on how I/O is done, and that two transports used to make each in
+their own way: how many received messages may wait for the application and
+when reading pauses and resumes, which pings a pong answers and after how
+long, when the heartbeat pings and when it gives up, when a protocol failure
+that was held back is sent, and when the TCP connection goes away.
+
+``WebSocketSession`` makes those decisions and returns them as action flags
+(an ``int``: cheaper than an object on the per-read path); a transport maps
+each flag to its own I/O in a line or two. It never reads a clock: times
+come in as arguments (``now``), from the transport's own clock.
+
+The rules, in every state:
+
+- **The receive queue is bounded.** While the connection is open, reading
+  pauses once ``max_queue`` messages wait and resumes when the application
+  has taken them down to half that. Once we have sent a close, reading goes
+  on (the peer's close frame is behind the messages), and messages beyond
+  ``max_queue`` are dropped: nobody is going to read them, and a peer must
+  not be able to grow the queue while we wait for its close.
+- **A pong acknowledges its ping and every ping sent before it** (RFC 6455
+  §5.5.3 lets a peer answer only the latest of several pings).
+- **The heartbeat** pings every ``ping_interval`` seconds; a ping still
+  unanswered ``ping_timeout`` seconds later fails the connection with 1011.
+  That is our failure, not the peer's breaking the protocol.
+- **A peer's protocol error is answered after what came before it.** The core
+  holds the close frame back; it is released as soon as the application
+  has taken every message queued before the error, or ``close_timeout``
+  seconds later at the latest.
+- **TCP closes as RFC 6455 §7.1.1 says:** once the core is closed the server
+  closes at once; a client whose close handshake completed gives the server
+  ``close_timeout`` seconds to close first (``LINGER``), then aborts.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from ..connection import Connection, State
+from ..errors import ConnectionClosed
+from ..events import BinaryMessage, Event, Pong, ProtocolFailure, TextMessage
+from ..frames import Frame, Opcode
+
+__all__ = [
+    "WebSocketSession",
+    "WAKE",
+    "PAUSE_READING",
+    "RESUME_READING",
+    "ACKNOWLEDGED",
+    "CLOSE_TCP",
+    "LINGER",
+    "HOLD",
+    "ENDED",
+]
+
+logger = logging.getLogger("wsstack")
+
+#: Messages were queued: wake the application waiting in ``recv()``.
+WAKE = 1
+#: Stop reading the socket.
+PAUSE_READING = 2
+#: Read the socket again.
+RESUME_READING = 4
+#: Pongs answered pings: settle them with ``take_acknowledged()``.
+ACKNOWLEDGED = 8
+#: Close the TCP connection now.
+CLOSE_TCP = 16
+#: A client waits for the server to close TCP: abort after ``close_timeout``.
+LINGER = 32
+#: Nothing more can be received (``waiting()`` only).
+ENDED = 128
+#: A protocol failure waits for the application to read what came before
+#: it: call ``release_held_failure()`` after ``close_timeout`` at the latest.
+HOLD = 64
+
+#: The waiter the heartbeat puts in the ping table: nobody else settles it.
+_HEARTBEAT = object()
+
+
+class WebSocketSession:
+    """The policies of one connection over its sans-IO core (see the module's rules).
+
+    ``queue`` holds what ``recv()`` returns (``str``/``bytes``, or ``Frame``
+    in frame mode); it stays the same object for the session's life, and a
+    transport pops from it directly and calls ``taken()`` while
+    ``reading_paused``. The waiters in the ping table are the
+    transport's own objects (futures); the session only stores and returns them.
+    """
+
+    __slots__ = (
+        "core",
+        "queue",
+        "max_queue",
+        "close_timeout",
+        "reading_paused",
+        "writing_paused",
+        "inline_consumer",
+        "lost",
+        "_pings",
+        "_acknowledged",
+        "_heartbeat_sent",
+        "_heartbeat_due",
+    )
+
+    def __init__(self, core: Connection) -> None:
+        self.core = core
+        options = core.options
+        self.queue: collections.deque[Any] = collections.deque()
+        self.max_queue = max(1, options.max_queue)
+        self.close_timeout = options.close_timeout
+        self.reading_paused = False
+        #: The transport's write buffer is over its limit.
+        self.writing_paused = False
+        #: Messages are consumed inside the read callback (the asyncio
+        #: message handler): reading then also pauses while writing is.
+        self.inline_consumer = False
+        #: The TCP connection is gone.
+        self.lost = False
+        self._pings: dict[bytes, tuple[object, float]] = {}
+        self._acknowledged: list[tuple[object, float]] = []
+        #: When the heartbeat's unanswered ping went out, or None.
+        self._heartbeat_sent: float | None = None
+        #: When the heartbeat pings next, once its last ping was answered.
+        self._heartbeat_due = 0.0
+
+    # ------------------------------------------------------------ receiving
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> int:
+        """Feed bytes read from the socket (``b""`` at EOF); the actions to take."""
+        core = self.core
+        core.receive_data(data)
+        # process_events(), inlined: this runs once per read.
+        events = core.events()
+        actions = self._dispatch(events) if events else 0
+        if core.state is State.CLOSED:
+            actions |= self._closed()
+        return actions
+
+    def process_events(self, taken: Sequence[Event] = ()) -> int:
+        """Take what the core parsed without a read (frames that came with the handshake).
+
+        ``taken``: events the transport already took from the core, to handle first.
+        """
+        core = self.core
+        events = [*taken, *core.events()]
+        actions = self._dispatch(events) if events else 0
+        if core.state is State.CLOSED:
+            actions |= self._closed()
+        return actions
+
+    def _dispatch(self, events: list[Any]) -> int:
+        queue = self.queue
+        actions = 0
+        for event in events:
+            kind = type(event)
+            if kind is TextMessage or kind is BinaryMessage:
+                queue.append(event.data)
+            elif kind is Frame:
+                queue.append(event)
+                if event.opcode == Opcode.PONG and event.payload in self._pings:
+                    actions |= self._acknowledge(event.payload)
+            elif kind is Pong:
+                if event.data in self._pings:
+                    actions |= self._acknowledge(event.data)
+            elif kind is ProtocolFailure:
+                logger.info("failing connection: %s (%d)", event.error, event.code)
+                if self.core.failure_held:
+                    if queue:
+                        actions |= HOLD
+                    else:
+                        self.core.release_failure()
+        if queue:
+            actions |= WAKE
+            if len(queue) >= self.max_queue and not self.inline_consumer:
+                actions |= self._queue_full()
+        return actions
+
+    def _queue_full(self) -> int:
+        state = self.core.state
+        if state is State.OPEN:
+            if not self.reading_paused:
+                self.reading_paused = True
+                return PAUSE_READING
+        elif state is State.CLOSING:
+            queue = self.queue
+            while len(queue) > self.max_queue:
+                queue.pop()
+        return 0
+
+    def taken(self) -> int:
+        """The application took messages from ``queue``: ``RESUME_READING`` once it has room again."""
+        if self.reading_paused and len(self.queue) <= self.max_queue // 2 and not self._replies_backlogged():
+            self.reading_paused = False
+            return RESUME_READING
+        return 0
+
+    def waiting(self) -> int:
+        """The application waits for a message and the queue is empty: the actions to take.
+
+        A held failure is released now, since everything before it has been
+        read. ``ENDED`` is set when nothing more can come.
+        """
+        actions = self.release_held_failure() if self.core.failure_held else 0
+        if self.lost or self.core.state is State.CLOSED:
+            actions |= ENDED
+        return actions
+
+    def enter_frame_mode(self) -> None:
+        """Deliver frames from now on; messages already queued become single frames."""
+        core = self.core
+        if core.frame_mode:
+            return
+        core.frame_mode = True
+        queue = self.queue
+        for _ in range(len(queue)):
+            item = queue.popleft()
+            if isinstance(item, str):
+                item = Frame(Opcode.TEXT, item.encode())
+            elif not isinstance(item, Frame):
+                item = Frame(Opcode.BINARY, item)
+            queue.append(item)
+
+    def release_held_failure(self) -> int:
+        """Send the close frame of a held protocol failure; the actions to take."""
+        core = self.core
+        if not core.failure_held:
+            return 0
+        core.release_failure()
+        return self._closed() if core.state is State.CLOSED else 0
+
+    # -------------------------------------------------------------- writing
+
+    def pause_writing(self) -> int:
+        """The transport's write buffer went over its limit."""
+        self.writing_paused = True
+        self.core.pause_pongs()
+        if self.inline_consumer and not self.reading_paused:
+            # Inline consumers reply without waiting: take no more requests until the replies drain.
+            self.reading_paused = True
+            return PAUSE_READING
+        return 0
+
+    def resume_writing(self) -> int:
+        """The write buffer drained below its limit; the latest pending pong goes out."""
+        self.writing_paused = False
+        self.core.resume_pongs()
+        if self.inline_consumer and self.reading_paused and len(self.queue) < self.max_queue:
+            self.reading_paused = False
+            return RESUME_READING
+        return 0
+
+    def set_inline_consumer(self, inline: bool) -> int:
+        """Messages are consumed inside the read callback (``True``) or from ``queue`` (``False``)."""
+        self.inline_consumer = inline
+        if self.reading_paused and not self._replies_backlogged() and len(self.queue) < self.max_queue:
+            self.reading_paused = False
+            return RESUME_READING
+        if inline and self.writing_paused and not self.reading_paused:
+            # No pause_writing() will come while the buffer stays over its limit.
+            self.reading_paused = True
+            return PAUSE_READING
+        return 0
+
+    def _replies_backlogged(self) -> bool:
+        return self.inline_consumer and self.writing_paused
+
+    # ---------------------------------------------------------------- pings
+
+    def ping(self, data: bytes | str, waiter: object, now: float) -> bytes:
+        """Send a ping whose pong settles ``waiter``; returns its payload.
+
+        Without data a random 4-byte payload is used so the pong can be matched.
+        """
+        payload = data.encode() if isinstance(data, str) else bytes(data)
+        if not payload:
+            payload = os.urandom(4)
+        if payload in self._pings:
+            raise ValueError("a ping with this payload is already waiting for its pong")
+        self.core.ping(payload)
+        self._pings[payload] = (waiter, now)
+        return payload
+
+    def _acknowledge(self, payload: bytes) -> int:
+        pings = self._pings
+        acknowledged = self._acknowledged
+        while pings:
+            key = next(iter(pings))
+            acknowledged.append(pings.pop(key))
+            if key == payload:
+                break
+        return ACKNOWLEDGED
+
+    def take_acknowledged(self, now: float) -> list[tuple[Any, float]]:
+        """The waiters of the pings that pongs answered, each with its round-trip time."""
+        settled = []
+        for waiter, sent in self._acknowledged:
+            if waiter is _HEARTBEAT:
+                self._heartbeat_sent = None
+                self._heartbeat_due = now + (self.core.options.ping_interval or 0)
+            else:
+                settled.append((waiter, now - sent))
+        self._acknowledged = []
+        return settled
+
+    # ------------------------------------------------------------ heartbeat
+
+    def heartbeat_start(self, now: float) -> float | None:
+        """When the heartbeat timer fires first, or ``None`` without a heartbeat."""
+        interval = self.core.options.ping_interval
+        if not interval:
+            return None
+        self._heartbeat_due = now + interval
+        return self._heartbeat_due
+
+    def heartbeat(self, now: float) -> tuple[int, float | None]:
+        """The heartbeat timer fired: the actions to take and when it fires next (``None``: never).
+
+        The timer stays armed while the connection is open: at the next
+        ping, or at the end of the current ping's ``ping_timeout``.
+        """
+        core = self.core
+        options = core.options
+        interval = options.ping_interval
+        if self.lost or core.state is not State.OPEN or not interval:
+            return 0, None
+        timeout = options.ping_timeout
+        sent = self._heartbeat_sent
+        if sent is not None:
+            if timeout and now - sent >= timeout:
+                logger.info("no pong within ping_timeout: closing with 1011")
+                core.fail(1011, "keepalive ping timeout")
+                return CLOSE_TCP, None
+            return 0, sent + timeout if timeout else now + interval
+        if now < self._heartbeat_due:
+            return 0, self._heartbeat_due
+        self.ping(b"", _HEARTBEAT, now)
+        self._heartbeat_sent = now
+        return 0, now + (timeout or interval)
+
+    # -------------------------------------------------------------- closing
+
+    def close(self, code: int, reason: str) -> int:
+        """The application closes: send a close frame (or a held failure's); the actions to take."""
+        core = self.core
+        actions = 0
+        if core.state is State.OPEN:
+            core.close(code, reason)
+            if self.core.state is State.CLOSED:  # a held failure's close frame ends it at once
+                actions = self._closed()
+        if self.reading_paused:
+            # The peer's close frame may be behind messages nobody will read now.
+            self.reading_paused = False
+            actions |= RESUME_READING
+        return actions
+
+    def fail(self, code: int, reason: str) -> None:
+        """Fail the connection from this side (a timeout, an error in the application)."""
+        self.core.fail(code, reason)
+
+    def _closed(self) -> int:
+        """The core is closed: who closes TCP and when."""
+        if self.lost:
+            return 0
+        core = self.core
+        if not core.is_client or not core.close_received:
+            return CLOSE_TCP | WAKE
+        return LINGER | WAKE
+
+    def connection_lost(self) -> tuple[ConnectionClosed, list[Any]]:
+        """TCP is gone: the error for whoever still waits, and the ping waiters to fail with it."""
+        core = self.core
+        if core.state is not State.CLOSED:
+            core.receive_data(b"")
+            self._dispatch(core.events())
+        self.lost = True
+        waiters = [waiter for waiter, _ in self._pings.values() if waiter is not _HEARTBEAT]
+        self._pings.clear()
+        return self.closed_error(), waiters
+
+    def closed_error(self) -> ConnectionClosed:
+        """What a send raises once the connection is closed."""
+        return ConnectionClosed(self.core.close_code or 1006, self.core.close_reason)
