@@ -1,6 +1,6 @@
 """End-to-end echo benchmark: our servers beside the websockets asyncio server.
 
-    python benchmarks/echo_e2e.py [--seconds 2] [--rounds 3] [--cpu 0 | --cpu none]
+    python benchmarks/echo_e2e.py [--seconds 2] [--rounds 3] [--cpu 0 | --cpu none] [--baseline DIR]
 
 Each server runs in its own process; the client is one plain blocking socket
 in this process that sends pre-masked frames, so it costs the same for every
@@ -58,10 +58,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start(impl: str) -> tuple[subprocess.Popen[str], int]:
+#: The suffix of a server run from the ``--baseline`` checkout.
+BASE = "@base"
+
+
+def start(impl: str, baseline: Path | None = None) -> tuple[subprocess.Popen[str], int]:
     port = free_port()
+    env = dict(os.environ)
+    if impl.endswith(BASE):
+        assert baseline is not None
+        impl = impl[: -len(BASE)]
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(baseline / "src"), env.get("PYTHONPATH")]))
     proc = subprocess.Popen(
-        [sys.executable, str(HERE / "echo_servers.py"), impl, str(port)], stdout=subprocess.PIPE, text=True
+        [sys.executable, str(HERE / "echo_servers.py"), impl, str(port)], stdout=subprocess.PIPE, text=True, env=env
     )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     return proc, port
@@ -182,11 +191,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--idle", type=int, default=1000)
     parser.add_argument("--cpu", default="0", help="CPU for the client and every server, or 'none' (default 0)")
+    parser.add_argument("--baseline", type=Path, help="another checkout whose wsstack servers run beside these")
     args = parser.parse_args()
     if args.cpu != "none":
         os.sched_setaffinity(0, {int(args.cpu)})  # inherited by the servers started below
 
-    servers = {impl: start(impl) for impl in SERVERS}
+    ours = [impl for impl in SERVERS if impl.startswith("wsstack")]
+    based = [impl + BASE for impl in ours] if args.baseline else []
+    servers = {impl: start(impl, args.baseline) for impl in (*SERVERS, *based)}
     results: dict[tuple[str, str], list[float]] = {}
     cpu: dict[str, list[float]] = {}
     try:
@@ -229,6 +241,19 @@ def main() -> None:
     print(line + "".join(f"{medians[b] / medians[a]:>12.2f}x" for a, b in RATIOS))
     line = f"{'KiB per idle connection':<26}" + "".join(f"{memory[i]:>12.1f}" for i in SERVERS)
     print(line + "".join(f"{memory[b] / memory[a]:>12.2f}x" for a, b in RATIOS))
+    if based:
+        print(f"\nthis tree against {args.baseline} (above 1: this tree is faster, or uses less)")
+        print(f"{'case':<26}" + "".join(f"{impl:>18}" for impl in ours))
+        for name, _, _ in cases:
+            ratios = [
+                statistics.median(results[(name, i)]) / statistics.median(results[(name, i + BASE)]) for i in ours
+            ]
+            print(f"{name:<26}" + "".join(f"{ratio:>17.3f}x" for ratio in ratios))
+        line = f"{'server CPU us/rt 32 B':<26}"
+        line += "".join(f"{statistics.median(cpu[i + BASE]) / statistics.median(cpu[i]):>17.3f}x" for i in ours)
+        print(line)
+        line = f"{'KiB per idle connection':<26}"
+        print(line + "".join(f"{memory[i + BASE] / memory[i]:>17.3f}x" for i in ours))
 
 
 if __name__ == "__main__":

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import _thread
 import os
+import sys
+import threading
+from collections.abc import Callable
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -25,3 +30,26 @@ def cspeedups() -> ModuleType:
             pytest.fail(f"{message}; {REQUIRE_SPEEDUPS_ENV}=1 requires them")
         pytest.skip(f"{message}; set {REQUIRE_SPEEDUPS_ENV}=1 to make this an error")
     return _cspeedups
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Trace the sync server's handler threads when coverage is measuring.
+
+    Coverage follows new threads through ``threading.settrace``, which only
+    ``threading.Thread`` honours; the sync server starts its handler threads
+    with ``_thread.start_new_thread`` (server.py says why), so without this
+    their lines would count as never run.
+    """
+    hook = threading.gettrace()
+    if hook is None:
+        return
+    start = _thread.start_new_thread
+
+    def start_traced(function: Callable[..., object], args: tuple[Any, ...], kwargs: Any = None) -> int:
+        def run(*call_args: Any, **call_kwargs: Any) -> object:
+            sys.settrace(hook)
+            return function(*call_args, **call_kwargs)
+
+        return start(run, args, kwargs or {})
+
+    _thread.start_new_thread = start_traced
