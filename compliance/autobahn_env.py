@@ -13,7 +13,7 @@ into a private prefix, the last pip for Python 2 is taken from PyPI with
 this Python's pip, and that pip installs the pinned requirements-py27.txt
 and autobahntestsuite.
 
-The environment is about 140 MiB and takes a minute or two to build, so it
+The environment is about 115 MiB and takes up to a minute to build, so it
 lives in a cache outside the repository, is shared by every clone on the
 machine and is kept between runs: ``$WSSTACK_AUTOBAHN_HOME`` or
 ``~/.cache/wsstack-autobahn`` (``$XDG_CACHE_HOME`` is honoured). A lock
@@ -57,9 +57,9 @@ AUTOBAHNTESTSUITE = "25.10.1"
 # 0.37 the last of theirs.
 PY2_BOOTSTRAP = ("pip==20.3.4", "setuptools==44.0.0", "wheel==0.37.1")
 DEBIAN_SUITE = "bullseye"
-# The interpreter, its standard library and headers (Twisted and wsaccel
-# compile C code), and the two libraries it links that Debian 12 has only
-# in newer, incompatible versions (OpenSSL 3, libffi 8).
+# The interpreter, its standard library and headers (wsaccel, wstest's C
+# UTF-8 validator and masking, is compiled), and the two libraries it links
+# that Debian 12 has only in newer, incompatible versions (OpenSSL 3, libffi 8).
 DEBIAN_PACKAGES = (
     "python2.7",
     "python2.7-minimal",
@@ -206,7 +206,7 @@ def _build(env: Path, say: _Say) -> None:
     )
 
     pip_env = _pip_environment(prefix)
-    say("installing pip for Python 2.7, then wstest's pinned requirements (compiles Twisted and wsaccel)")
+    say("installing pip for Python 2.7, then wstest's pinned requirements (compiles wsaccel)")
     wheels = env / "wheels"
     download = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary", ":all:"]
     _run(
@@ -292,6 +292,10 @@ def _download_debs(apt_dir: Path, logs: Path) -> list[Path]:
     (apt_dir / "status").touch()
     apt = ["apt-get", "-q"] + [arg for option in options for arg in ("-o", option)]
     _run([*apt, "update"], logs / "apt.log", f"apt-get update for {mirror} {DEBIAN_SUITE}")
+    # apt-get update only warns, and exits 0, when it could fetch nothing.
+    if not any((apt_dir / "lists").glob("*_Packages*")):
+        tail = "\n".join(_tail(logs / "apt.log"))
+        raise SetupError(f"apt-get update got no package list from {mirror}; the end of {logs / 'apt.log'}:\n{tail}")
     _run([*apt, "download", *DEBIAN_PACKAGES], logs / "apt.log", "apt-get download", cwd=apt_dir / "debs")
     debs = sorted((apt_dir / "debs").glob("*.deb"))
     if len(debs) != len(DEBIAN_PACKAGES):
@@ -344,8 +348,12 @@ def _run(argv: list[str], log: Path, what: str, env: Mapping[str, str] | None = 
         except OSError as exc:
             raise SetupError(f"{what}: {exc}") from None
     if proc.returncode != 0:
-        tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-25:])
+        tail = "\n".join(_tail(log))
         raise SetupError(f"{what} failed (exit status {proc.returncode}); the end of {log}:\n{tail}")
+
+
+def _tail(log: Path, lines: int = 25) -> list[str]:
+    return log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
 
 
 # --------------------------------------------------------------- plumbing

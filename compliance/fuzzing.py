@@ -90,7 +90,8 @@ def test_server(
         problem = f"wstest had not finished after {timeout:.0f} s"
     elif proc.returncode != 0:
         problem = f"wstest exited with status {proc.returncode}; see wstest.log"
-    return write_summary(outdir, log_path, time.monotonic() - started) or problem
+    incomplete = write_summary(outdir, log_path, time.monotonic() - started)
+    return problem or incomplete
 
 
 def test_client(
@@ -142,7 +143,8 @@ def test_client(
             problem = problem or f"wstest did not write its report: {exc}"
     finally:
         stop(server)
-    return write_summary(outdir, log_path, wall) or problem
+    incomplete = write_summary(outdir, log_path, wall)
+    return problem or incomplete
 
 
 def start_wstest(wstest: Wstest, args: list[str], outdir: Path, log: Any) -> subprocess.Popen[bytes]:

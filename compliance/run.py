@@ -5,8 +5,8 @@
     python compliance/run.py --testees asyncio-server --modes python --cases '6.*,7.*'
 
 The suite itself (wstest) runs on Python 2.7, in an environment that
-autobahn_env.py builds from the package registries the first time (a minute
-or two) and keeps in a cache outside the repository (--autobahn, or
+autobahn_env.py builds from the package registries the first time (up to a
+minute) and keeps in a cache outside the repository (--autobahn, or
 $WSSTACK_AUTOBAHN_HOME, default ~/.cache/wsstack-autobahn); fuzzing.py runs
 wstest and leaves wstest's report and a summary.json in each report
 directory. This script starts our echo server on a free port in the

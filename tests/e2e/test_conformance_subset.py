@@ -9,7 +9,7 @@ The speedup mode is this process's: CI runs the tests once with the C
 speedups and once with WSSTACK_NO_SPEEDUPS=1, which covers both.
 
 wstest runs on Python 2.7, in an environment that compliance/autobahn_env.py
-builds from the package registries on first use (a minute or two) and keeps
+builds from the package registries on first use (up to a minute) and keeps
 in $WSSTACK_AUTOBAHN_HOME or ~/.cache/wsstack-autobahn, so a fresh clone
 needs nothing beside it. The test never skips: where the environment cannot
 be built (no network to the registries, no compiler), it fails and says
