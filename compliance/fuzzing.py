@@ -121,9 +121,11 @@ def test_client(
     with open(log_path, "wb") as log:
         server = start_wstest(wstest, ["--mode", "fuzzingserver", "--spec", "spec.json", "--webport", "0"], outdir, log)
     try:
-        problem = wait_listening(port, server, 60)
-        if problem:
-            return problem
+        try:
+            wait_listening(port, server, 60, "wstest")
+        except RuntimeError as exc:
+            return f"{exc}; see wstest.log"
+        problem = None
         argv = [arg.replace("{url}", url).replace("{agent}", agent) for arg in command]
         started = time.monotonic()
         with open(outdir / "client.log", "wb") as client_log:
@@ -181,25 +183,26 @@ def show(log: TextIO) -> None:
         print(f"    | {line}", flush=True)
 
 
-def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float) -> str | None:
+def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float, what: str) -> None:
+    """Return once 127.0.0.1:``port`` accepts connections; RuntimeError if ``proc`` exits first or time runs out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            return f"wstest exited with status {proc.returncode} before listening; see wstest.log"
+            raise RuntimeError(f"{what} exited with status {proc.returncode} before listening")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return None
+                return
         except OSError:
-            time.sleep(0.2)
-    return f"wstest did not listen on port {port} within {timeout:.0f} s; see wstest.log"
+            time.sleep(0.1)
+    raise RuntimeError(f"{what} did not listen on port {port} within {timeout:.0f} s")
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (Twisted's reactor and our testees shut down on it), SIGKILL after 10 s."""
+    """SIGTERM (wstest's reactor and our testees shut down gracefully on it), SIGKILL after 15 s."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(10)
+            proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

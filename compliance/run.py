@@ -36,7 +36,6 @@ import json
 import os
 import platform
 import shlex
-import signal
 import socket
 import subprocess
 import sys
@@ -154,31 +153,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with {proc.returncode} before listening")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"the server did not listen on port {port} within {timeout:.0f} s")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> int | None:
-    """SIGTERM (the servers shut down gracefully on it), then SIGKILL after 15 s."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
-
-
 def src_revision() -> str:
     """The last commit that changed src/, and whether src/ differs from it now.
 
@@ -215,7 +189,7 @@ def run_one(testee: Testee, mode: str, args: argparse.Namespace, outdir: Path) -
         if testee.kind == "server":
             with open(outdir / "server.log", "wb") as log:
                 server = subprocess.Popen(testee.command(port), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-            wait_listening(port, server, 20)
+            fuzzing.wait_listening(port, server, 20, "the server")
             url = f"ws://127.0.0.1:{port}"
             problem = fuzzing.test_server(
                 args.wstest,
@@ -249,7 +223,7 @@ def run_one(testee: Testee, mode: str, args: argparse.Namespace, outdir: Path) -
         row["error"] = str(exc)
     finally:
         if server is not None:
-            stop(server)
+            fuzzing.stop(server)
     row["wall_seconds"] = round(time.monotonic() - started, 1)
     if (outdir / "summary.json").exists() and (outdir / "index.json").exists():
         row.update(read_results(outdir, agent))
