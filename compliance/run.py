@@ -4,13 +4,16 @@
     python compliance/run.py --quick            # chapters 1-10 only (a minute a testee)
     python compliance/run.py --testees asyncio-server --modes python --cases '6.*,7.*'
 
-The suite itself (wstest, Python 2) lives in ../shared/autobahn/ beside the
-repository; its run-server-tests.sh and run-client-tests.sh do the work and
-leave a summary.json in each report directory. This script adds what they
-cannot know: it starts our echo server on a free port in the requested
-speedup mode, runs the client testees, goes through the testees one at a
-time (wstest and our side share two cores; parallel runs would distort the
-timings and starve each other), and turns the summaries into one table.
+The suite itself (wstest) runs on Python 2.7, in an environment that
+autobahn_env.py builds from the package registries the first time (up to a
+minute) and keeps in a cache outside the repository (--autobahn, or
+$WSSTACK_AUTOBAHN_HOME, default ~/.cache/wsstack-autobahn); fuzzing.py runs
+wstest and leaves wstest's report and a summary.json in each report
+directory. This script starts our echo server on a free port in the
+requested speedup mode, or hands wstest's URL to a client testee, goes
+through the testees one at a time (wstest and our side share two cores;
+parallel runs would distort the timings and starve each other), and turns
+the results into one table.
 
 Testees that do not exist yet (the threaded transport is newer than this
 script) are reported as "not available" instead of failing the whole run.
@@ -32,9 +35,7 @@ import datetime
 import json
 import os
 import platform
-import re
 import shlex
-import signal
 import socket
 import subprocess
 import sys
@@ -44,9 +45,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import autobahn_env
+import fuzzing
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-DEFAULT_AUTOBAHN = REPO.parent / "shared" / "autobahn"
 DEFAULT_REPORTS = HERE / "reports"
 DOC = REPO / "docs" / "conformance.md"
 
@@ -150,49 +153,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with {proc.returncode} before listening")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"the server did not listen on port {port} within {timeout:.0f} s")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> int | None:
-    """SIGTERM (the servers shut down gracefully on it), then SIGKILL after 15 s."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
-
-
-def autobahn_home() -> Path:
-    """Where setup.sh puts wstest (the same rule as the shell scripts)."""
-    if os.environ.get("AUTOBAHN_HOME"):
-        return Path(os.environ["AUTOBAHN_HOME"])
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(cache) / "autobahn-testsuite"
-
-
-def wstest_version() -> str:
-    try:
-        wstest = autobahn_home() / "env" / "bin" / "wstest"
-        out = subprocess.run([str(wstest), "--autobahnversion"], capture_output=True, text=True, check=False).stdout
-    except OSError:
-        return "unknown"
-    found = re.search(r"AutobahnTestSuite (\S+)", out)
-    return found.group(1) if found else "unknown"
-
-
 def src_revision() -> str:
     """The last commit that changed src/, and whether src/ differs from it now.
 
@@ -218,7 +178,6 @@ def run_one(testee: Testee, mode: str, args: argparse.Namespace, outdir: Path) -
     """Run the suite against one testee in one mode; the row for the table."""
     agent = f"wsstack-{testee.name}-{mode}"
     env = mode_env(mode)
-    env.update(AUTOBAHN_EXCLUDE=args.exclude, AUTOBAHN_AGENT=agent, AUTOBAHN_TIMEOUT=str(args.timeout))
     outdir.mkdir(parents=True, exist_ok=True)
     for stale in ("index.json", "summary.json"):
         (outdir / stale).unlink(missing_ok=True)
@@ -230,54 +189,47 @@ def run_one(testee: Testee, mode: str, args: argparse.Namespace, outdir: Path) -
         if testee.kind == "server":
             with open(outdir / "server.log", "wb") as log:
                 server = subprocess.Popen(testee.command(port), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-            wait_listening(port, server, 20)
-            cmd = [str(args.autobahn / "run-server-tests.sh"), f"ws://127.0.0.1:{port}", args.cases, str(outdir)]
+            fuzzing.wait_listening(port, server, 20, "the server")
+            url = f"ws://127.0.0.1:{port}"
+            problem = fuzzing.test_server(
+                args.wstest,
+                url,
+                cases=args.cases,
+                exclude=args.exclude,
+                agent=agent,
+                outdir=outdir,
+                timeout=args.timeout,
+                verbose=args.verbose,
+            )
         else:
-            cmd = [
-                str(args.autobahn / "run-client-tests.sh"),
-                "--port",
-                str(port),
-                "--cases",
-                args.cases,
-                "--exclude",
-                args.exclude,
-                "--outdir",
-                str(outdir),
-                "--agent",
-                agent,
-                "--timeout",
-                str(args.timeout),
-                "--",
-                *testee.command(port),
-            ]
-        rc = relay(cmd, env, outdir / "run.log", args.verbose)
+            problem = fuzzing.test_client(
+                args.wstest,
+                port,
+                testee.command(port),
+                env,
+                REPO,
+                cases=args.cases,
+                exclude=args.exclude,
+                agent=agent,
+                outdir=outdir,
+                timeout=args.timeout,
+                verbose=args.verbose,
+            )
         if server is not None and server.poll() is not None:
             row["error"] = f"the server died during the run (exit status {server.returncode}); see server.log"
-        elif rc == 2:
-            row["error"] = "the run did not complete (exit status 2); see run.log in the report directory"
+        elif problem:
+            row["error"] = f"the run did not complete: {problem}"
     except RuntimeError as exc:
         row["error"] = str(exc)
     finally:
         if server is not None:
-            stop(server)
+            fuzzing.stop(server)
     row["wall_seconds"] = round(time.monotonic() - started, 1)
     if (outdir / "summary.json").exists() and (outdir / "index.json").exists():
         row.update(read_results(outdir, agent))
     elif "error" not in row:
         row["error"] = "no summary.json was written"
     return row
-
-
-def relay(cmd: list[str], env: dict[str, str], log_path: Path, verbose: bool) -> int:
-    """Run a suite script, keeping its whole output in run.log and showing its progress lines."""
-    with open(log_path, "w", encoding="utf-8") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            log.write(line)
-            if verbose or line.startswith(("run-server-tests:", "run-client-tests:")):
-                print("   ", line.rstrip(), flush=True)
-        return proc.wait()
 
 
 def read_results(outdir: Path, agent: str) -> dict[str, Any]:
@@ -515,11 +467,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--autobahn",
         type=Path,
-        default=DEFAULT_AUTOBAHN,
-        help="the Autobahn runner folder (default: ../shared/autobahn beside the repository)",
+        default=None,
+        metavar="DIR",
+        help="where wstest's Python 2.7 environment is built and kept "
+        f"(default: ${autobahn_env.HOME_VARIABLE}, else ~/.cache/wsstack-autobahn)",
     )
     parser.add_argument("--timeout", type=int, default=3600, help="limit per run in seconds (default 3600)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show the suite scripts' whole output")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show wstest's whole output as it runs")
     args = parser.parse_args(argv)
     args.testees = [t.strip() for t in args.testees.split(",") if t.strip()]
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -536,13 +490,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    args.autobahn = args.autobahn.resolve()
-    if not (args.autobahn / "run-server-tests.sh").exists():
-        print(f"run.py: the Autobahn runner is not at {args.autobahn} (see --autobahn)", file=sys.stderr)
-        return 2
-    setup = subprocess.run([str(args.autobahn / "setup.sh")], capture_output=True, text=True, check=False)
-    if setup.returncode != 0:
-        print(f"run.py: setup.sh failed:\n{setup.stderr}", file=sys.stderr)
+    try:
+        args.wstest = autobahn_env.ensure(args.autobahn)
+    except autobahn_env.SetupError as exc:
+        print(f"run.py: wstest's environment could not be set up: {exc}", file=sys.stderr)
         return 2
     tmp = None
     if args.reports is None:
@@ -555,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
 
     common = {
         "selection": "all" if args.full else args.cases + (f", excluding {args.exclude}" if args.exclude else ""),
-        "wstest": wstest_version(),
+        "wstest": args.wstest.version,
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "command": shlex.join(["python", "compliance/run.py", *(sys.argv[1:] if argv is None else argv)]),
     }
@@ -594,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def describe(row: dict[str, Any]) -> str:
     if "unavailable" in row:
-        return row["unavailable"]
+        return str(row["unavailable"])
     if "cases" not in row:
         return f"ERROR: {row['error']}"
     b = row["behavior"]
