@@ -19,10 +19,10 @@ CPython (``bytes.isascii``), see below.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from . import _pyspeedups
-from ._fastcall import apply_mask, scan_frames, serialize_frame  # type: ignore[import-not-found]
+from ._fastcall import apply_mask, scan_frames, serialize_frame
 from ._pyspeedups import (
     ERR_CONTROL_FRAGMENTED,
     ERR_CONTROL_TOO_LONG,
@@ -35,8 +35,11 @@ from ._pyspeedups import (
     BytesLike,
     frame_header,
 )
-from ._speedups import ffi as _ffi  # type: ignore[import-not-found]
+from ._speedups import ffi as _ffi
 from ._speedups import lib as _lib
+
+if TYPE_CHECKING:
+    from cffi import FFI
 
 if sys.implementation.name != "cpython":
     # _fastcall is written against CPython's C API, and emulations of it
@@ -67,10 +70,10 @@ __all__ = [
 IMPLEMENTATION = "c"
 
 # Bound once, with the C signatures (pointer arguments take bytes or cdata).
-_from_buffer: Callable[..., object] = _ffi.from_buffer
-_release: Callable[[object], None] = _ffi.release
-_mask_inplace: Callable[[object, int, bytes, int], None] = _lib.ws_mask_inplace
-_utf8_validate: Callable[[int, object, int], int] = _lib.ws_utf8_validate
+_from_buffer = _ffi.from_buffer
+_release = _ffi.release
+_mask_inplace = _lib.ws_mask_inplace
+_utf8_validate = _lib.ws_utf8_validate
 
 _UTF8_ACCEPT: int = _lib.WS_UTF8_ACCEPT
 _UTF8_REJECT: int = _lib.WS_UTF8_REJECT
@@ -81,7 +84,7 @@ _UTF8_REJECT: int = _lib.WS_UTF8_REJECT
 _ASCII_SHORTCUT_MAX = 4096
 
 
-def _export_writable(buf: bytearray | memoryview) -> object:
+def _export_writable(buf: bytearray | memoryview) -> FFI.CData:
     """Export ``buf`` for C to write into; read-only buffers are a TypeError.
 
     Release the result with ``_release``.  Callers export a bytearray, which
