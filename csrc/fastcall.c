@@ -10,12 +10,70 @@
  * objects brings each call down to the cost of the work, which for a small
  * frame is well under that overhead.  The loops (masking, header checks)
  * are shared with the cffi module.
+ *
+ * Each function has a Python twin in src/wsstack/_pyspeedups.py that gives
+ * the same result or raises the same exception type for any argument, and
+ * checks the arguments in the same order.  What that takes costs nothing
+ * measurable per call: a range check on an int, and otherwise work done
+ * only once the common case (a small int, a simple buffer) has failed.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <string.h>
 
 #include "wsstack.h"
+
+/*
+ * The bytes of any buffer, as memoryview(obj) would see them.  The
+ * PyBUF_SIMPLE export is what every bytes-like object gives; when it is
+ * refused, exporters say so differently (a strided memoryview raises
+ * BufferError, a strided numpy array ValueError), so ask again the way
+ * memoryview() does and decide here: a non-contiguous buffer is a
+ * BufferError, whoever exported it.
+ */
+static int
+get_bytes(PyObject *obj, Py_buffer *view)
+{
+    if (PyObject_GetBuffer(obj, view, PyBUF_SIMPLE) == 0)
+        return 0;
+    if (!PyObject_CheckBuffer(obj))
+        return -1; /* not a buffer at all: keep the TypeError */
+    PyErr_Clear();
+    if (PyObject_GetBuffer(obj, view, PyBUF_FULL_RO) < 0)
+        return -1;
+    if (!PyBuffer_IsContiguous(view, 'C')) {
+        PyBuffer_Release(view);
+        PyErr_SetString(PyExc_BufferError, "a C-contiguous buffer is required");
+        return -1;
+    }
+    return 0; /* contiguous after all: buf and len hold its bytes */
+}
+
+/* offset & 3 for any int (or __index__), as Python computes it. */
+static int
+mask_phase(PyObject *value, size_t *phase)
+{
+    int overflow;
+    long long small = PyLong_AsLongLongAndOverflow(value, &overflow);
+    if (small == -1 && PyErr_Occurred())
+        return -1;
+    if (!overflow) {
+        *phase = (size_t)(small & 3); /* two's complement: -1 & 3 == 3, as in Python */
+        return 0;
+    }
+    PyObject *index = PyNumber_Index(value);
+    if (index == NULL)
+        return -1;
+    PyObject *three = PyLong_FromLong(3);
+    PyObject *low = three == NULL ? NULL : PyNumber_And(index, three);
+    Py_XDECREF(three);
+    Py_DECREF(index);
+    if (low == NULL)
+        return -1;
+    *phase = (size_t)PyLong_AsLong(low);
+    Py_DECREF(low);
+    return 0;
+}
 
 static PyObject *
 apply_mask(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -25,23 +83,12 @@ apply_mask(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "apply_mask(data, key, offset=0)");
         return NULL;
     }
+    /* Only offset % 4 matters; a Python int of any size or sign reduces mod 4. */
     size_t offset = 0;
-    if (nargs == 3) {
-        /* Only offset % 4 matters; a Python int of any size or sign reduces mod 4. */
-        PyObject *four = PyLong_FromLong(4);
-        if (four == NULL)
-            return NULL;
-        PyObject *rem = PyNumber_Remainder(args[2], four);
-        Py_DECREF(four);
-        if (rem == NULL)
-            return NULL;
-        offset = (size_t)PyLong_AsLong(rem);
-        Py_DECREF(rem);
-        if (PyErr_Occurred())
-            return NULL;
-    }
+    if (nargs == 3 && mask_phase(args[2], &offset) < 0)
+        return NULL;
     Py_buffer key;
-    if (PyObject_GetBuffer(args[1], &key, PyBUF_SIMPLE) < 0)
+    if (get_bytes(args[1], &key) < 0)
         return NULL;
     if (key.len != 4) {
         PyBuffer_Release(&key);
@@ -49,7 +96,7 @@ apply_mask(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     Py_buffer data;
-    if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0) {
+    if (get_bytes(args[0], &data) < 0) {
         PyBuffer_Release(&key);
         return NULL;
     }
@@ -77,17 +124,18 @@ serialize_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "serialize_frame(first_byte, payload, mask_key=None)");
         return NULL;
     }
-    long first = PyLong_AsLong(args[0]);
+    int overflow;
+    long first = PyLong_AsLongAndOverflow(args[0], &overflow);
     if (first == -1 && PyErr_Occurred())
         return NULL;
-    if (first < 0 || first > 255) {
+    if (overflow || first < 0 || first > 255) {
         PyErr_SetString(PyExc_ValueError, "first_byte must be in range(256)");
         return NULL;
     }
     Py_buffer key = {0};
     int masked = nargs == 3 && args[2] != Py_None;
     if (masked) {
-        if (PyObject_GetBuffer(args[2], &key, PyBUF_SIMPLE) < 0)
+        if (get_bytes(args[2], &key) < 0)
             return NULL;
         if (key.len != 4) {
             PyBuffer_Release(&key);
@@ -96,7 +144,7 @@ serialize_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
     }
     Py_buffer payload;
-    if (PyObject_GetBuffer(args[1], &payload, PyBUF_SIMPLE) < 0) {
+    if (get_bytes(args[1], &payload) < 0) {
         if (masked)
             PyBuffer_Release(&key);
         return NULL;
@@ -152,8 +200,13 @@ frame_limit(PyObject *value, uint64_t *limit)
         return 0;
     }
     if (!PyLong_Check(value)) {
-        PyErr_SetString(PyExc_TypeError, "max_frame_size must be an int or None");
-        return -1;
+        /* An __index__ object counts as its int; anything else (float) is a TypeError. */
+        PyObject *index = PyNumber_Index(value);
+        if (index == NULL)
+            return -1;
+        int status = frame_limit(index, limit);
+        Py_DECREF(index);
+        return status;
     }
     int overflow;
     long long small = PyLong_AsLongLongAndOverflow(value, &overflow);
@@ -194,25 +247,33 @@ scan_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                         "scan_frames(data, pos, mask_required, allowed_rsv, max_frame_size)");
         return NULL;
     }
-    Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
+    /* A pos past 64 bits is outside any buffer; that is found below, after
+     * the other arguments, as the Python twin finds it. */
+    int pos_overflow;
+    long long pos = PyLong_AsLongLongAndOverflow(args[1], &pos_overflow);
     if (pos == -1 && PyErr_Occurred())
         return NULL;
     int mask_required = PyObject_IsTrue(args[2]);
     if (mask_required < 0)
         return NULL;
-    long allowed_rsv = PyLong_AsLong(args[3]);
+    int rsv_overflow;
+    long allowed_rsv = PyLong_AsLongAndOverflow(args[3], &rsv_overflow);
     if (allowed_rsv == -1 && PyErr_Occurred())
         return NULL;
+    if (rsv_overflow || (allowed_rsv & ~0x70L)) {
+        PyErr_Format(PyExc_ValueError, "allowed_rsv takes only the bits 0x40, 0x20 and 0x10, not %R", args[3]);
+        return NULL;
+    }
     uint64_t limit;
     if (frame_limit(args[4], &limit) < 0)
         return NULL;
 
     Py_buffer data;
-    if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0)
+    if (get_bytes(args[0], &data) < 0)
         return NULL;
     PyObject *frames = NULL, *result = NULL;
-    if (pos < 0 || pos > data.len) {
-        PyErr_Format(PyExc_ValueError, "pos %zd is outside the buffer (length %zd)", pos, data.len);
+    if (pos_overflow || pos < 0 || pos > (long long)data.len) {
+        PyErr_Format(PyExc_ValueError, "pos %R is outside the buffer (length %zd)", args[1], data.len);
         goto done;
     }
     frames = PyList_New(0);

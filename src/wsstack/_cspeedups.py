@@ -14,15 +14,20 @@ pointer to the object's data, no copy), export only other buffers, and
 release each export before returning (a bytearray with a live export cannot
 be resized).  Only UTF-8 validation of short pure-ASCII bytes is left to
 CPython (``bytes.isascii``), see below.
+
+C takes a buffer's length in bytes, which is the length of its export
+(``len`` of a ``memoryview.cast("I")`` counts items).  When an export
+fails, the Python twin's argument helpers say why, so both give the same
+error; they also check every argument that is not a buffer.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from . import _pyspeedups
-from ._fastcall import apply_mask, scan_frames, serialize_frame  # type: ignore[import-not-found]
+from ._fastcall import apply_mask, scan_frames, serialize_frame
 from ._pyspeedups import (
     ERR_CONTROL_FRAGMENTED,
     ERR_CONTROL_TOO_LONG,
@@ -33,10 +38,17 @@ from ._pyspeedups import (
     ERR_RESERVED_OPCODE,
     ERR_RSV,
     BytesLike,
+    _index,
+    _mask_key,
+    _readable,
+    _writable,
     frame_header,
 )
-from ._speedups import ffi as _ffi  # type: ignore[import-not-found]
+from ._speedups import ffi as _ffi
 from ._speedups import lib as _lib
+
+if TYPE_CHECKING:
+    from cffi import FFI
 
 if sys.implementation.name != "cpython":
     # _fastcall is written against CPython's C API, and emulations of it
@@ -67,10 +79,10 @@ __all__ = [
 IMPLEMENTATION = "c"
 
 # Bound once, with the C signatures (pointer arguments take bytes or cdata).
-_from_buffer: Callable[..., object] = _ffi.from_buffer
-_release: Callable[[object], None] = _ffi.release
-_mask_inplace: Callable[[object, int, bytes, int], None] = _lib.ws_mask_inplace
-_utf8_validate: Callable[[int, object, int], int] = _lib.ws_utf8_validate
+_from_buffer = _ffi.from_buffer
+_release = _ffi.release
+_mask_inplace = _lib.ws_mask_inplace
+_utf8_validate = _lib.ws_utf8_validate
 
 _UTF8_ACCEPT: int = _lib.WS_UTF8_ACCEPT
 _UTF8_REJECT: int = _lib.WS_UTF8_REJECT
@@ -81,23 +93,20 @@ _UTF8_REJECT: int = _lib.WS_UTF8_REJECT
 _ASCII_SHORTCUT_MAX = 4096
 
 
-def _export_writable(buf: bytearray | memoryview) -> object:
-    """Export ``buf`` for C to write into; read-only buffers are a TypeError.
+def _export_writable(buf: bytearray | memoryview) -> FFI.CData:
+    """Export ``buf`` for C to write into; ``len`` of the result is its length in bytes.
 
-    Release the result with ``_release``.  Callers export a bytearray, which
-    is always writable, with the cheaper unchecked ``_from_buffer(buf)``.
+    Release the result with ``_release``.  Exporters refuse differently (a
+    strided memoryview raises BufferError, a strided numpy array
+    ValueError), so a refusal is retried through ``_writable``, which raises
+    the Python twin's error (TypeError for a read-only buffer), or gives a
+    byte view that exports.  Callers export a bytearray, which is always
+    writable, with the cheaper unchecked ``_from_buffer(buf)``.
     """
     try:
         return _from_buffer("uint8_t[]", buf, True)
-    except BufferError:
-        raise TypeError("a writable buffer is required") from None
-
-
-def _mask_key(key: BytesLike) -> bytes:
-    """The key as bytes, which cffi passes without an export."""
-    if len(key) != 4:
-        raise ValueError("a mask key is 4 bytes")
-    return bytes(key)
+    except (TypeError, ValueError, BufferError):
+        return _from_buffer("uint8_t[]", _writable(buf), True)
 
 
 # ---- masking -----------------------------------------------------------------
@@ -108,11 +117,18 @@ def apply_mask_inplace(buf: bytearray | memoryview, key: bytes, offset: int = 0)
 
     Always in C: even for a few bytes, Python's slice assignment is slower.
     """
+    if type(offset) is not int:
+        offset = _index(offset)
     if type(key) is not bytes or len(key) != 4:
         key = _mask_key(key)
-    ptr = _from_buffer(buf) if type(buf) is bytearray else _export_writable(buf)
+    if type(buf) is bytearray:
+        ptr = _from_buffer(buf)
+        n = len(buf)
+    else:
+        ptr = _export_writable(buf)
+        n = len(ptr)
     try:
-        _mask_inplace(ptr, len(buf), key, offset & 3)
+        _mask_inplace(ptr, n, key, offset & 3)
     finally:
         _release(ptr)
 
@@ -124,9 +140,12 @@ def _validate(state: int, data: BytesLike) -> int:
     """The state after ``data``, for any buffer; bytes get inlined fast paths."""
     if type(data) is bytearray and state == _UTF8_ACCEPT and len(data) <= _ASCII_SHORTCUT_MAX and data.isascii():
         return state
-    ptr = _from_buffer(data)
     try:
-        return _utf8_validate(state, ptr, len(data))
+        ptr = _from_buffer(data)
+    except (TypeError, ValueError, BufferError):
+        ptr = _from_buffer(_readable(data))  # the Python twin's error, as in _export_writable
+    try:
+        return _utf8_validate(state, ptr, len(ptr))
     finally:
         _release(ptr)
 

@@ -1,15 +1,24 @@
 """Pure-Python speedups: the reference behaviour, and the fallback without C.
 
 Everything here has a twin in ``_cspeedups`` with the same names, signatures
-and results; the tests compare the two on random input.  Import
-``wsstack.speedups`` instead of either module: it picks the C one when it
-is built.
+and results; the tests compare the two on random input, bad arguments
+included.  Import ``wsstack.speedups`` instead of either module: it picks
+the C one when it is built.
+
+C reads a buffer as its bytes, whatever the item format of the exporter
+(a ``memoryview.cast("I")``, an ``array.array("H")``), and cannot read a
+non-contiguous one at all.  So every function here reads buffers through
+``_readable`` or ``_writable``, which give the same bytes and the same
+errors, and takes integers the way C's ``PyLong_As*`` do (``__index__``,
+never ``float``), checking them in the order C does.  The functions C
+implements as fast calls take positional arguments only, like C.
 """
 
 from __future__ import annotations
 
 import codecs
 import functools
+import operator
 import struct
 
 __all__ = [
@@ -34,7 +43,7 @@ __all__ = [
 
 IMPLEMENTATION = "python"
 
-#: Contiguous buffers of bytes; memoryviews must have one-byte items.
+#: Buffers, read as their bytes; any C-contiguous buffer will do at run time.
 BytesLike = bytes | bytearray | memoryview
 
 # FrameScanner error codes, also defined in csrc/wsstack.h.
@@ -48,6 +57,81 @@ ERR_LENGTH_HIGH_BIT = 7
 ERR_FRAME_TOO_BIG = 8
 
 _RSV_BITS = 0x70
+
+_index = operator.index
+
+
+# ---- arguments -----------------------------------------------------------------
+
+
+def _readable(data: BytesLike) -> BytesLike:
+    """The bytes of the buffer ``data``, one item per byte, without a copy.
+
+    ``memoryview()`` asks an exporter for its buffer the way C's fallback
+    does (csrc/fastcall.c, ``get_bytes``), so both raise what the exporter
+    raises for a non-buffer, and BufferError for a non-contiguous buffer
+    (exporters' own complaints differ: numpy raises ValueError).  The
+    result of a bytes or bytearray is the object itself.
+    """
+    if type(data) is bytes or type(data) is bytearray:
+        return data
+    view = memoryview(data)
+    if not view.c_contiguous:
+        # C's PyBuffer_IsContiguous calls any empty buffer contiguous
+        # (memoryview does not, for a strided one): there is nothing to read.
+        if view.nbytes:
+            raise BufferError("a C-contiguous buffer is required")
+        return b""
+    return view if view.ndim == 1 and view.format == "B" else view.cast("B")
+
+
+def _writable(buf: bytearray | memoryview) -> bytearray | memoryview:
+    """The bytes of ``buf`` for writing: read-only is a TypeError, then as ``_readable``."""
+    if type(buf) is bytearray:
+        return buf
+    view = memoryview(buf)
+    if view.readonly:
+        raise TypeError("a writable buffer is required")
+    if not view.c_contiguous:
+        if view.nbytes:
+            raise BufferError("a C-contiguous buffer is required")
+        return bytearray()  # empty, as in _readable: nothing to write
+    return view if view.ndim == 1 and view.format == "B" else view.cast("B")
+
+
+def _mask_key(key: BytesLike) -> bytes:
+    """The masking key as 4 bytes; any buffer of 4 bytes is one."""
+    if type(key) is not bytes:
+        key = bytes(_readable(key))
+    if len(key) != 4:
+        raise ValueError("a mask key is 4 bytes")
+    return key
+
+
+def _first_byte(value: int) -> int:
+    """A frame's first header byte, checked: it must fit in 8 bits."""
+    value = _index(value)
+    if not 0 <= value <= 255:
+        raise ValueError("first_byte must be in range(256)")
+    return value
+
+
+def _rsv_bits(value: int) -> int:
+    """``allowed_rsv``, checked: only RSV1-3 (0x70) may be set."""
+    value = _index(value)
+    if value & ~_RSV_BITS:
+        raise ValueError(f"allowed_rsv takes only the bits 0x40, 0x20 and 0x10, not {value:#x}")
+    return value
+
+
+def _frame_limit(value: int | None) -> int | None:
+    """``max_frame_size``, checked: None (no limit) or an int of at least 0."""
+    if value is None:
+        return None
+    value = _index(value)
+    if value < 0:
+        raise ValueError("max_frame_size must be None or at least 0")
+    return value
 
 
 # ---- masking -----------------------------------------------------------------
@@ -71,15 +155,19 @@ def _xor_lanes(buf: bytearray, key: BytesLike, offset: int) -> None:
         buf[lane::4] = buf[lane::4].translate(_xor_table(key[(lane + offset) & 3]))
 
 
-def apply_mask(data: BytesLike, key: bytes, offset: int = 0) -> bytes:
+def apply_mask(data: BytesLike, key: bytes, offset: int = 0, /) -> bytes:
     """Return ``data`` XORed with the repeated 4-byte ``key`` (RFC 6455 §5.3).
 
     ``offset`` is the position of ``data[0]`` within the masked payload
     (only ``offset % 4`` matters), so a payload that arrives in pieces can
     be unmasked piece by piece.
     """
-    if len(key) != 4:
-        raise ValueError("a mask key is 4 bytes")
+    if type(offset) is not int:
+        offset = _index(offset)
+    if type(key) is not bytes or len(key) != 4:
+        key = _mask_key(key)
+    if type(data) is not bytes:
+        data = _readable(data)
     n = len(data)
     if n >= _LANES_MIN:
         out = bytearray(data)
@@ -97,12 +185,14 @@ def apply_mask(data: BytesLike, key: bytes, offset: int = 0) -> bytes:
 
 def apply_mask_inplace(buf: bytearray | memoryview, key: bytes, offset: int = 0) -> None:
     """Mask (or unmask) the writable buffer ``buf`` in place; see apply_mask."""
-    if type(buf) is bytearray and len(buf) >= _LANES_MIN:
-        if len(key) != 4:
-            raise ValueError("a mask key is 4 bytes")
-        _xor_lanes(buf, key, offset)
+    if type(offset) is not int:
+        offset = _index(offset)
+    key = _mask_key(key)
+    view = _writable(buf)
+    if type(view) is bytearray and len(view) >= _LANES_MIN:
+        _xor_lanes(view, key, offset)
     else:
-        buf[:] = apply_mask(buf, key, offset)
+        view[:] = apply_mask(view, key, offset)
 
 
 # ---- frames --------------------------------------------------------------------
@@ -123,12 +213,16 @@ def frame_header(first_byte: int, length: int, mask_key: bytes | None = None) ->
     return header + mask_key if mask_key is not None else header
 
 
-def serialize_frame(first_byte: int, payload: BytesLike, mask_key: bytes | None = None) -> bytes:
+def serialize_frame(first_byte: int, payload: BytesLike, mask_key: bytes | None = None, /) -> bytes:
     """Header and payload in one bytes object; the payload is masked when a key is given."""
+    if type(first_byte) is not int or not 0 <= first_byte <= 255:
+        first_byte = _first_byte(first_byte)
+    if mask_key is not None and (type(mask_key) is not bytes or len(mask_key) != 4):
+        mask_key = _mask_key(mask_key)
+    if type(payload) is not bytes:
+        payload = _readable(payload)
     if mask_key is None:
         return frame_header(first_byte, len(payload)) + payload
-    if len(mask_key) != 4:
-        raise ValueError("a mask key is 4 bytes")
     return frame_header(first_byte, len(payload), mask_key) + apply_mask(payload, mask_key)
 
 
@@ -199,7 +293,7 @@ class Utf8Validator:
         state = self._state
         if state == _REJECT:
             return False
-        view = memoryview(data)
+        view = memoryview(_readable(data))
         start = 0
         # Finish a code point left open by the previous piece.
         while state not in (_ACCEPT, _REJECT) and start < len(view):
@@ -224,7 +318,7 @@ class Utf8Validator:
 def is_utf8(data: BytesLike) -> bool:
     """True if ``data`` is complete, valid UTF-8 (RFC 3629)."""
     try:
-        codecs.utf_8_decode(data, "strict", True)
+        codecs.utf_8_decode(_readable(data), "strict", True)
     except UnicodeDecodeError:
         return False
     return True
@@ -264,9 +358,7 @@ class FrameScanner:
 
     @allowed_rsv.setter
     def allowed_rsv(self, value: int) -> None:
-        if value & ~_RSV_BITS:
-            raise ValueError(f"allowed_rsv takes only the bits 0x40, 0x20 and 0x10, not {value:#x}")
-        self._allowed_rsv = value
+        self._allowed_rsv = _rsv_bits(value)
 
     @property
     def max_frame_size(self) -> int | None:
@@ -274,9 +366,7 @@ class FrameScanner:
 
     @max_frame_size.setter
     def max_frame_size(self, value: int | None) -> None:
-        if value is not None and value < 0:
-            raise ValueError("max_frame_size must be None or at least 0")
-        self._max_frame_size = value
+        self._max_frame_size = _frame_limit(value)
 
     def scan(self, data: BytesLike, pos: int) -> tuple[list[int | bytes], int, int]:
         """Walk the complete frames in ``data[pos:]`` with these settings; see ``scan_frames``."""
@@ -284,7 +374,7 @@ class FrameScanner:
 
 
 def scan_frames(
-    data: BytesLike, pos: int, mask_required: bool, allowed_rsv: int, max_frame_size: int | None
+    data: BytesLike, pos: int, mask_required: bool, allowed_rsv: int, max_frame_size: int | None, /
 ) -> tuple[list[int | bytes], int, int]:
     """Walk the complete frames in ``data[pos:]``.
 
@@ -301,15 +391,21 @@ def scan_frames(
     the checks after it.  ``mask_required`` is True on the server side;
     ``allowed_rsv`` holds the RSV bits negotiated extensions may set.
     """
-
+    # The arguments are checked in C's order, so both refuse a bad call alike.
+    if type(pos) is not int:
+        pos = _index(pos)
+    mask_required = bool(mask_required)
+    allowed = allowed_rsv
+    if type(allowed) is not int or allowed & ~_RSV_BITS:
+        allowed = _rsv_bits(allowed)
+    limit = max_frame_size
+    if limit is not None and (type(limit) is not int or limit < 0):
+        limit = _frame_limit(limit)
+    if type(data) is not bytes:
+        data = _readable(data)
     size = len(data)
     if not 0 <= pos <= size:
         raise ValueError(f"pos {pos} is outside the buffer (length {size})")
-    allowed = allowed_rsv
-    limit = max_frame_size
-    if limit is not None and limit < 0:
-        raise ValueError("max_frame_size must be None or at least 0")
-    mask_required = bool(mask_required)
     frames: list[int | bytes] = []
     error = 0
     while size - pos >= 2:

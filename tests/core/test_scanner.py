@@ -193,13 +193,42 @@ def test_rsv_bits_need_an_extension() -> None:
     assert scan_all(everything, Frame(FIN | 0x70 | BINARY, b"").serialize())[2] == 0
 
 
-@pytest.mark.parametrize("value", [0x80, 0x01, 0x0F, -1])
-def test_allowed_rsv_takes_only_rsv_bits(value: int) -> None:
-    with pytest.raises(ValueError):
+# allowed_rsv values outside RSV1-3, and what both scanners raise for them.
+BAD_RSV = [
+    (0x80, ValueError),
+    (0x01, ValueError),
+    (0x0F, ValueError),
+    (-1, ValueError),
+    (-0x10, ValueError),
+    (0x70 | 2**64, ValueError),  # RSV bits, and more past 64 bits
+    (2**70, ValueError),
+    (0x40 + 0.0, TypeError),
+    ("0x40", TypeError),
+    (None, TypeError),
+]
+
+
+@pytest.mark.parametrize(("value", "error"), BAD_RSV)
+def test_allowed_rsv_takes_only_rsv_bits(value: int, error: type[Exception]) -> None:
+    with pytest.raises(error):
         FrameScanner(mask_required=False, allowed_rsv=value)
     scanner = FrameScanner(mask_required=False)
-    with pytest.raises(ValueError):
+    with pytest.raises(error):
         scanner.allowed_rsv = value
+    assert scanner.allowed_rsv == 0
+
+
+@pytest.mark.parametrize("implementation", ["c", "python"])
+@pytest.mark.parametrize(("value", "error"), BAD_RSV)
+def test_scan_frames_function_checks_allowed_rsv(
+    cspeedups: ModuleType, implementation: str, value: int, error: type[Exception]
+) -> None:
+    scan_frames = cspeedups.scan_frames if implementation == "c" else _pyspeedups.scan_frames
+    wire = Frame(FIN | 0x40 | TEXT, b"abc").serialize()
+    with pytest.raises(error):
+        scan_frames(wire, 0, False, value, None)
+    assert scan_frames(wire, 0, False, 0x40, None) == ([FIN | 0x40 | TEXT, b"abc"], len(wire), 0)
+    assert scan_frames(wire, 0, False, 0x30, None) == ([], 0, ERR_RSV)
 
 
 def test_masking_rules() -> None:
@@ -391,11 +420,52 @@ def test_c_equals_python_on_random_bytes(cspeedups: ModuleType) -> None:
             compare(cspeedups, wire, 0, mask_required=mask_required, allowed_rsv=0x40, max_frame_size=1000)
 
 
+class Index:
+    """An int by ``__index__`` only, as numpy's integers are."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __index__(self) -> int:
+        return self.value
+
+
 @pytest.mark.parametrize("implementation", ["c", "python"])
 def test_scan_frames_function_checks_its_limit(cspeedups: ModuleType, implementation: str) -> None:
     scan_frames = cspeedups.scan_frames if implementation == "c" else _pyspeedups.scan_frames
     wire = Frame(FIN | BINARY, b"abc", KEY).serialize()
     assert scan_frames(wire, 0, True, 0, None) == ([FIN | BINARY, b"abc"], len(wire), 0)
     assert scan_frames(wire, 0, True, 0, 2) == ([], 0, ERR_FRAME_TOO_BIG)
+    assert scan_frames(wire, 0, True, 0, Index(2)) == ([], 0, ERR_FRAME_TOO_BIG)
+    assert scan_frames(wire, 0, True, 0, Index(3))[2] == 0
+    assert scan_frames(wire, 0, True, 0, True) == ([], 0, ERR_FRAME_TOO_BIG)  # bool is an int: 1
     with pytest.raises(ValueError):
         scan_frames(wire, 0, True, 0, -1)
+    with pytest.raises(ValueError):
+        scan_frames(wire, 0, True, 0, -(2**70))
+    for not_an_int in (3.0, 2.5, "3", b"3"):
+        with pytest.raises(TypeError):
+            scan_frames(wire, 0, True, 0, not_an_int)
+
+
+@pytest.mark.parametrize("value", [3.0, "3"])
+def test_max_frame_size_must_be_an_int(value: object) -> None:
+    with pytest.raises(TypeError):
+        FrameScanner(mask_required=True, max_frame_size=value)  # type: ignore[arg-type]
+    scanner = FrameScanner(mask_required=True, max_frame_size=Index(3))  # type: ignore[arg-type]
+    assert scanner.max_frame_size == 3
+    with pytest.raises(TypeError):
+        scanner.max_frame_size = value  # type: ignore[assignment]
+    assert scanner.max_frame_size == 3
+
+
+@pytest.mark.parametrize("implementation", ["c", "python"])
+def test_scan_frames_function_checks_pos(cspeedups: ModuleType, implementation: str) -> None:
+    scan_frames = cspeedups.scan_frames if implementation == "c" else _pyspeedups.scan_frames
+    wire = Frame(FIN | BINARY, b"abc").serialize()
+    assert scan_frames(wire, Index(0), False, 0, None) == ([FIN | BINARY, b"abc"], len(wire), 0)
+    for outside in (-1, len(wire) + 1, 2**64, -(2**64)):
+        with pytest.raises(ValueError):
+            scan_frames(wire, outside, False, 0, None)
+    with pytest.raises(TypeError):
+        scan_frames(wire, 0.0, False, 0, None)
