@@ -24,10 +24,16 @@ from typing import Any, TypeVar
 
 import pytest
 from websockets.asyncio.client import connect as websockets_connect
+from websockets.sync.client import connect as ws_connect
 from websockets.typing import Subprotocol
 
+from sync_helpers import STEP, raw_http
+from sync_helpers import serving as sync_serving
+from waiting import bounded
 from wsstack import HandshakeError, Opcode, Options
 from wsstack.asyncio import Server, connect
+from wsstack.sync import WebSocket as SyncWebSocket
+from wsstack.sync import connect as sync_connect
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -404,6 +410,49 @@ def test_chat_room_survives_a_member_vanishing() -> None:
     run(scenario())
 
 
+# ---------------------------------------------------- the examples on threads
+
+
+@bounded(30)
+def test_sync_echo_example(capsys: pytest.CaptureFixture[str]) -> None:
+    server = load_example("sync_echo_server").build_server()
+    with sync_serving(server) as url:
+        with sync_connect(url) as ws:
+            ws.send("hello")
+            assert ws.recv(timeout=STEP) == "hello"
+            ws.send(b"\x00\x01")
+            assert ws.recv(timeout=STEP) == b"\x00\x01"
+        assert raw_http(server.port, b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").startswith(
+            b"HTTP/1.1 400"
+        )
+    out = capsys.readouterr().out
+    assert "WebSocket client connected" in out and "Received: 'hello'" in out
+    assert "WebSocket client disconnected" in out
+
+
+@bounded(30)
+def test_sync_chat_room_example() -> None:
+    server = load_example("sync_chat_room").build_server()
+    with sync_serving(server) as url:
+        alice = sync_connect(f"{url}?name=alice")
+        assert alice.recv(timeout=STEP) == "alice joined"
+        bob = sync_connect(f"{url}?name=bob")
+        assert bob.recv(timeout=STEP) == "bob joined"
+        assert alice.recv(timeout=STEP) == "bob joined"
+        alice.send("hi bob")
+        assert bob.recv(timeout=STEP) == "alice: hi bob"
+        assert alice.recv(timeout=STEP) == "alice: hi bob"
+        bob.close()
+        assert alice.recv(timeout=STEP) == "bob left"
+        with ws_connect(f"{url}?name=carol") as carol:
+            assert alice.recv(timeout=STEP) == "carol joined"
+            carol.socket.shutdown(socket.SHUT_RDWR)  # no closing handshake: a pulled cable
+            assert alice.recv(timeout=STEP) == "carol left"
+        alice.send("still here")
+        assert alice.recv(timeout=STEP) == "alice: still here"
+        alice.close()
+
+
 # ------------------------------------------------------------- as scripts
 
 
@@ -464,6 +513,43 @@ def test_example_runs_as_a_script_until_ctrl_c(name: str) -> None:
         output, _ = proc.communicate(timeout=10)
         assert proc.returncode == 0, output.decode(errors="replace")
         assert f"127.0.0.1:{port}".encode() in output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def sync_connect_when_up(url: str, deadline: float) -> SyncWebSocket:
+    while True:
+        try:
+            return sync_connect(url)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+@pytest.mark.parametrize("name", ["sync_echo_server", "sync_chat_room"])
+@bounded(40)
+def test_sync_example_runs_as_a_script_until_ctrl_c(name: str) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / f"{name}.py"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=script_env(),
+    )
+    try:
+        ws = sync_connect_when_up(f"ws://127.0.0.1:{port}/ws?name=script", time.monotonic() + 10)
+        assert ws.ping().result(STEP) >= 0
+        ws.send("hi")
+        assert ws.recv(timeout=STEP) in ("hi", "script joined")
+        ws.close()
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=STEP)
+        assert proc.returncode == 0, output.decode(errors="replace")
+        assert f"127.0.0.1:{port}".encode() in output
+        assert b"Traceback" not in output
     finally:
         if proc.poll() is None:
             proc.kill()
