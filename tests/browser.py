@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from waiting import wait_until_async
 from wsstack import Options
 from wsstack.asyncio import WebSocket, connect
 
@@ -127,12 +128,14 @@ class Page:
 
     async def wait_for(self, expression: str) -> Any:
         """Poll until ``expression`` is truthy; its value."""
-        deadline = asyncio.get_running_loop().time() + STEP_TIMEOUT
-        while not (value := await self.evaluate(expression)):
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"still false after {STEP_TIMEOUT} s: {expression}")
-            await asyncio.sleep(0.05)
-        return value
+
+        async def value() -> Any:
+            return await self.evaluate(expression)
+
+        try:
+            return await wait_until_async(value, STEP_TIMEOUT, interval=0.05)
+        except AssertionError:
+            raise AssertionError(f"still false after {STEP_TIMEOUT} s: {expression}") from None
 
     async def wait_for_text(self, selector: str, text: str) -> None:
         """Wait until an element matching ``selector`` has exactly ``text`` as its text."""
@@ -161,16 +164,20 @@ async def chromium(binary: str, workdir: Path) -> AsyncIterator[DevTools]:
     try:
         # Chromium writes the port it bound, then the browser endpoint's path.
         port_file = profile / "DevToolsActivePort"
-        for _ in range(300):
+
+        def written() -> list[str]:
             lines = port_file.read_text().split() if port_file.exists() else []
-            if len(lines) == 2:
-                break
-            if proc.returncode is not None:
-                break
-            await asyncio.sleep(0.05)
-        else:
-            lines = []
-        if len(lines) != 2:
+            return lines if len(lines) == 2 else []
+
+        async def written_or_gone() -> bool:
+            return bool(written()) or proc.returncode is not None
+
+        try:
+            await wait_until_async(written_or_gone, STEP_TIMEOUT, interval=0.05)
+        except AssertionError:
+            pass  # reported below, with what Chromium wrote
+        lines = written()
+        if not lines:
             raise AssertionError(f"Chromium did not start DevTools:\n{log_path.read_text(errors='replace')[-3000:]}")
         port, path = lines
         ws = await connect(f"ws://127.0.0.1:{port}{path}", options=Options(max_message_size=64 << 20))

@@ -6,15 +6,16 @@ fails after a deadline names the test and the condition it waited for.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
 
-__all__ = ["bounded", "wait_until"]
+__all__ = ["bounded", "wait_until", "wait_until_async"]
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., None])
@@ -54,11 +55,33 @@ def bounded(seconds: float) -> Callable[[F], F]:
     return decorate
 
 
-def wait_until(condition: Callable[[], T], timeout: float = TIMEOUT) -> T:
-    """The first truthy value ``condition()`` returns; ``AssertionError`` once ``timeout`` seconds have passed."""
+def wait_until(condition: Callable[[], T], timeout: float = TIMEOUT, interval: float = POLL) -> T:
+    """The first truthy value ``condition()`` returns; ``AssertionError`` once ``timeout`` seconds have passed.
+
+    For conditions nothing signals (a file appearing, a count in another
+    component, a port starting to accept): where an event, a future or a
+    frame can be waited for, wait for it instead.
+    """
     deadline = time.monotonic() + timeout
     while not (value := condition()):
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition still false after {timeout} s")
-        time.sleep(POLL)
+            raise AssertionError(f"condition still false after {timeout} s: {_name(condition)}")
+        time.sleep(interval)
     return value
+
+
+async def wait_until_async(
+    condition: Callable[[], Awaitable[T]], timeout: float = TIMEOUT, interval: float = POLL
+) -> T:
+    """``wait_until`` for a coroutine function, without blocking the event loop between looks."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not (value := await condition()):
+        if loop.time() > deadline:
+            raise AssertionError(f"condition still false after {timeout} s: {_name(condition)}")
+        await asyncio.sleep(interval)
+    return value
+
+
+def _name(condition: Callable[..., object]) -> str:
+    return getattr(condition, "__qualname__", repr(condition))

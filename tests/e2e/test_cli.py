@@ -13,7 +13,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Coroutine, Iterator
@@ -26,7 +25,7 @@ from websockets.asyncio.client import connect as websockets_connect
 from websockets.sync.client import connect as ws_connect
 
 from sync_helpers import STEP, raw_http
-from waiting import bounded
+from waiting import bounded, wait_until
 from wsstack import Options
 from wsstack.asyncio import Context, Server, connect
 from wsstack.cli.client import format_message
@@ -67,15 +66,17 @@ class CLIServer:
         self.port = self._wait_for_port()
 
     def _wait_for_port(self) -> int:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            match = LISTENING.search(self.log_path.read_bytes())
-            if match:
-                return int(match.group(1))
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"the server did not start: {self.output()}")
+        def listening_or_gone() -> bool:
+            return bool(LISTENING.search(self.log_path.read_bytes())) or self.proc.poll() is not None
+
+        try:
+            wait_until(listening_or_gone, 15, interval=0.05)
+        except AssertionError:
+            pass  # reported below, with what the server wrote
+        match = LISTENING.search(self.log_path.read_bytes())
+        if match is None:
+            raise AssertionError(f"the server did not start: {self.output()}")
+        return int(match.group(1))
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -29,7 +29,7 @@ from websockets.typing import Subprotocol
 
 from sync_helpers import STEP, raw_http
 from sync_helpers import serving as sync_serving
-from waiting import bounded
+from waiting import bounded, wait_until, wait_until_async
 from wsstack import HandshakeError, Opcode, Options
 from wsstack.asyncio import Server, connect
 from wsstack.sync import WebSocket as SyncWebSocket
@@ -318,7 +318,7 @@ def test_connection_limit_queues_the_next_client() -> None:
         async with serving(srv) as base:
             first = await connect(f"{base}/ws")
             second = asyncio.ensure_future(connect(f"{base}/ws"))
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)  # what is tested: the second client is still kept waiting after a while
             assert not second.done(), "the second client got in while the first held the only slot"
             await first.close()
             ws = await asyncio.wait_for(second, 5)
@@ -354,8 +354,11 @@ def test_builtin_connection_limit_refuses_with_503() -> None:
                 await connect(f"{base}/ws")
             assert refused.value.status == 503
             await first.close()
-            while srv.connections:
-                await asyncio.sleep(0.01)
+
+            async def slot_free() -> bool:
+                return not srv.connections
+
+            await wait_until_async(slot_free)
             async with connect(f"{base}/ws") as again:
                 await again.send("room now")
                 assert await again.recv() == "room now"
@@ -468,14 +471,16 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-async def connect_when_up(url: str, deadline: float, **kwargs: Any) -> Any:
-    while True:
+async def connect_when_up(url: str, timeout: float, **kwargs: Any) -> Any:
+    """A connection once the script listens (it says where before it binds, so its output tells nothing)."""
+
+    async def attempt() -> Any:
         try:
             return await connect(url, **kwargs)
         except OSError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.05)
+            return None
+
+    return await wait_until_async(attempt, timeout, interval=0.05)
 
 
 @pytest.mark.parametrize(
@@ -503,7 +508,7 @@ def test_example_runs_as_a_script_until_ctrl_c(name: str) -> None:
     try:
 
         async def scenario() -> None:
-            ws = await connect_when_up(f"ws://127.0.0.1:{port}/ws?name=script", time.monotonic() + 10)
+            ws = await connect_when_up(f"ws://127.0.0.1:{port}/ws?name=script", 10)
             # Every example answers pings (message_types by hand).
             assert await asyncio.wait_for(ws.ping(), 5) >= 0
             await ws.close()
@@ -519,14 +524,16 @@ def test_example_runs_as_a_script_until_ctrl_c(name: str) -> None:
             proc.wait()
 
 
-def sync_connect_when_up(url: str, deadline: float) -> SyncWebSocket:
-    while True:
+def sync_connect_when_up(url: str, timeout: float) -> SyncWebSocket:
+    """``connect_when_up`` with the threaded client."""
+
+    def attempt() -> SyncWebSocket | None:
         try:
             return sync_connect(url)
         except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+            return None
+
+    return wait_until(attempt, timeout, interval=0.05)
 
 
 @pytest.mark.parametrize("name", ["sync_echo_server", "sync_chat_room"])
@@ -540,7 +547,7 @@ def test_sync_example_runs_as_a_script_until_ctrl_c(name: str) -> None:
         env=script_env(),
     )
     try:
-        ws = sync_connect_when_up(f"ws://127.0.0.1:{port}/ws?name=script", time.monotonic() + 10)
+        ws = sync_connect_when_up(f"ws://127.0.0.1:{port}/ws?name=script", 10)
         assert ws.ping().result(STEP) >= 0
         ws.send("hi")
         assert ws.recv(timeout=STEP) in ("hi", "script joined")

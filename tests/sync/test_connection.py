@@ -18,7 +18,6 @@ from sync_helpers import (
     HANDSHAKE,
     STEP,
     Message,
-    echo_server,
     only_connection,
     port_of,
     raw_connection,
@@ -203,6 +202,7 @@ def test_pings_are_answered_while_the_application_does_not_read() -> None:
 @bounded(30)
 def test_pings_are_answered_after_the_application_stops_reading() -> None:
     """A thread that read directly leaves the socket unwatched only until the next linger tick."""
+    read_one = threading.Event()
     release = threading.Event()
     second: Future[Any] = Future()
     server = Server()
@@ -211,12 +211,13 @@ def test_pings_are_answered_after_the_application_stops_reading() -> None:
     def reads_once(ctx: Context) -> None:
         ws = ctx.upgrade_to_websocket()
         assert ws.recv(timeout=STEP) == "one"
+        read_one.set()
         release.wait(STEP)  # busy elsewhere from now on
         second.set_result(ws.recv(timeout=STEP))
 
     with serving(server) as url, connect(url) as ws:
         ws.send("one")
-        time.sleep(0.05)
+        assert read_one.wait(STEP)  # the handler's direct read is over: the socket lingers unwatched
         for _ in range(3):
             assert 0 <= ws.ping().result(STEP) < 1
         ws.send("two")
@@ -305,10 +306,34 @@ def test_heartbeat_on_the_client_side() -> None:
         assert ws.close_code == 1011
 
 
+def pong_counting_echo_server(options: Options, pongs: int, answered: threading.Event) -> Server:
+    """An echo server in frame mode, where its heartbeat's pongs show: ``answered`` is set at the ``pongs``-th."""
+    server = Server(options)
+
+    @server.get("/ws")
+    def echo(ctx: Context) -> None:
+        ws = ctx.upgrade_to_websocket()
+        seen = 0
+        while (frame := ws.recv_frame(timeout=STEP)) is not None:
+            if frame.opcode == Opcode.PONG:
+                seen += 1
+                if seen == pongs:
+                    answered.set()
+            elif frame.opcode == Opcode.TEXT:
+                ws.send(frame.payload.decode())
+            elif frame.opcode == Opcode.BINARY:
+                ws.send(frame.payload)
+
+    return server
+
+
 @bounded(30)
 def test_heartbeat_keeps_a_live_peer() -> None:
-    with serving(echo_server(Options(ping_interval=0.05, ping_timeout=0.5))) as url, connect(url) as ws:
-        time.sleep(0.4)
+    answered = threading.Event()
+    server = pong_counting_echo_server(Options(ping_interval=0.05, ping_timeout=0.5), 8, answered)
+    with serving(server) as url, connect(url) as ws:
+        # Eight heartbeats answered by a client that is not in recv(): longer than one ping_timeout.
+        assert answered.wait(STEP)
         ws.send("still here")
         assert ws.recv(timeout=STEP) == "still here"
         assert ws.is_open
@@ -334,6 +359,7 @@ def test_fast_sender_pauses_reading() -> None:
             ws.send(b"m" * 1000, timeout=STEP)
         server_ws = only_connection(server)
         wait_until(lambda: server_ws._reading_paused)
+        # Nothing to wait for: a read despite the pause would take no more than this to show.
         time.sleep(0.2)
         # Bounded by max_queue plus what one read hands over (256 KiB).
         assert len(server_ws._queue) <= 4 + 262144 // 1000
@@ -369,6 +395,7 @@ def test_close_while_reading_is_paused_completes_promptly() -> None:
 @bounded(30)
 def test_slow_reader_blocks_senders_within_bounds_and_close_frees_them() -> None:
     progress: list[int] = []
+    timed_out = threading.Event()
     outcome: Future[BaseException | None] = Future()
     server = Server(Options(write_limit=65536))
 
@@ -381,6 +408,7 @@ def test_slow_reader_blocks_senders_within_bounds_and_close_frees_them() -> None
                 for i in range(2000):
                     ws.send(chunk, timeout=0.5)
                     progress.append(i)
+            timed_out.set()
             for _ in range(2000):
                 ws.send(chunk)  # blocks until the connection goes away
             outcome.set_result(None)
@@ -394,7 +422,8 @@ def test_slow_reader_blocks_senders_within_bounds_and_close_frees_them() -> None
         sock.sendall(HANDSHAKE)
         server_ws = only_connection(server)
         wait_until(lambda: len(progress) > 0 and server_ws._transport.buffered > 0)
-        time.sleep(1.0)
+        wait_until(lambda: timed_out.is_set() or outcome.done())
+        assert not outcome.done(), outcome.result()  # the first loop ended in TimeoutError, not otherwise
         # The sender waits: at most the kernel's buffers plus one message above the limit.
         assert len(progress) < 200, len(progress)
         assert server_ws._transport.buffered <= 65536 + 65536, server_ws._transport.buffered
@@ -404,7 +433,17 @@ def test_slow_reader_blocks_senders_within_bounds_and_close_frees_them() -> None
 
 @bounded(30)
 def test_ping_flood_from_a_peer_that_never_reads_is_bounded() -> None:
-    server = echo_server()
+    flood_read = threading.Event()
+    server = Server()
+
+    @server.get("/ws")
+    def echo(ctx: Context) -> None:
+        ws = ctx.upgrade_to_websocket()
+        for message in ws:
+            if message == "end":
+                flood_read.set()
+            ws.send(message)
+
     with serving(server):
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
@@ -417,9 +456,11 @@ def test_ping_flood_from_a_peer_that_never_reads_is_bounded() -> None:
         try:
             for _ in range(200):
                 sock.sendall(ping * 100)
+            sock.sendall(masked(0x81, b"end"))
         except OSError:
-            pass
-        time.sleep(0.3)
+            pass  # dropped: nothing stays buffered for it
+        else:
+            assert flood_read.wait(STEP)  # the server has read, and answered, every ping before it
         # Pongs stop piling up once the output is over write_limit: only the latest ping is remembered.
         assert server_ws._transport.buffered < 65536 + 262144 + 125 * 100, server_ws._transport.buffered
         sock.close()
@@ -498,13 +539,14 @@ def test_concurrent_receivers_share_the_messages(echo_url: str) -> None:
 def test_without_epoll(no_epoll: None) -> None:
     """The selectors fallback (no thread-safe interest changes): echo, heartbeat, close."""
     options = Options(ping_interval=0.05, ping_timeout=1)
-    with serving(echo_server(options)) as url, connect(url, options=options) as ws:
+    answered = threading.Event()
+    with serving(pong_counting_echo_server(options, 4, answered)) as url, connect(url, options=options) as ws:
         assert not ws._transport.reactor.threadsafe
         messages: list[Message] = ["no epoll", b"\x00" * 300000]
         for message in messages:
             ws.send(message)
             assert ws.recv(timeout=STEP) == message
-        time.sleep(0.2)
+        assert answered.wait(STEP)  # the server's heartbeat goes on, answered by an idle client
         with pytest.raises(TimeoutError):
             ws.recv(timeout=0.1)
         ws.send("still fine")

@@ -162,13 +162,13 @@ def test_slowloris_handshake_times_out_without_a_thread() -> None:
         threads_before = threading.active_count()
         socks = [raw_connection(server.port, b"GET /ws HTTP/1.1\r\n") for _ in range(20)]
         started = time.monotonic()
-        time.sleep(0.1)
+        wait_until(lambda: len(server._http) == 20)  # all accepted, their heads begun
         assert threading.active_count() == threads_before  # slow heads hold no thread
         for sock in socks:
             try:
                 while True:
                     sock.sendall(b"X")
-                    time.sleep(0.05)
+                    time.sleep(0.05)  # the attack itself: a byte now and then, never a whole head
             except OSError:
                 pass  # reset by the server
             with sock:
@@ -241,25 +241,31 @@ def test_graceful_shutdown_closes_clients_with_1001() -> None:
 def test_shutdown_aborts_handlers_that_ignore_it() -> None:
     server = Server()
 
+    release = threading.Event()
+
     @server.get("/ws")
     def stubborn(ctx: Context) -> None:
         ws = ctx.upgrade_to_websocket()
-        time.sleep(1.5)  # not reading: the close handshake cannot finish here
+        release.wait(STEP)  # not reading: the close handshake cannot finish here
         ws.recv()
 
     server.listen(0)
-    ws = connect(f"ws://127.0.0.1:{server.port}/ws", options=Options(auto_pong=False))
-    started = time.monotonic()
-    server.shutdown(timeout=0.5)
-    assert time.monotonic() - started < 1.5
-    assert ws.recv(timeout=STEP) is None
-    assert ws.close_code == 1001
+    try:
+        ws = connect(f"ws://127.0.0.1:{server.port}/ws", options=Options(auto_pong=False))
+        started = time.monotonic()
+        server.shutdown(timeout=0.5)
+        assert time.monotonic() - started < 1.5
+        assert ws.recv(timeout=STEP) is None
+        assert ws.close_code == 1001
+    finally:
+        release.set()
 
 
 @bounded(30)
 def test_serve_forever_until_shutdown_and_context_manager() -> None:
     with echo_server() as server:
         server.listen(0)
+        # serve_forever() gives no sign that it waits: shut down from another thread after a while.
         threading.Timer(0.2, server.shutdown).start()
         server.serve_forever()
     with pytest.raises(InvalidState):
