@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from waiting import wait_until
 from wsstack.options import Options
 from wsstack.sync import Context, Server, WebSocket
+from wsstack.sync.reactor import Reactor
 
 HANDSHAKE = (
     b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -25,6 +27,8 @@ HANDSHAKE = (
 STEP = 10.0  # the timeout of any single blocking step
 
 Message = str | bytes
+
+T = TypeVar("T")
 
 
 def echo_server(options: Options | None = None, **kwargs: Any) -> Server:
@@ -130,3 +134,17 @@ def tls_contexts() -> TLSContexts:
     client_context = ssl.create_default_context()
     authority.configure_trust(client_context)
     return TLSContexts(server_context, client_context)
+
+
+def on_io_thread(reactor: Reactor, function: Callable[..., T], *args: Any) -> T:
+    """Run ``function(*args)`` on the reactor's thread (what only that thread may call) and return its result."""
+    result: Future[T] = Future()
+
+    def call() -> None:
+        try:
+            result.set_result(function(*args))
+        except BaseException as exc:
+            result.set_exception(exc)
+
+    reactor.call_soon(call)
+    return result.result(STEP)
