@@ -13,7 +13,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Coroutine, Iterator
@@ -23,11 +22,15 @@ from typing import Any, TypeVar
 
 import pytest
 from websockets.asyncio.client import connect as websockets_connect
+from websockets.sync.client import connect as ws_connect
 
+from sync_helpers import STEP, raw_http
+from waiting import bounded, wait_until
 from wsstack import Options
 from wsstack.asyncio import Context, Server, connect
 from wsstack.cli.client import format_message
 from wsstack.cli.demo import clean_name
+from wsstack.sync import connect as sync_connect
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 30.0
@@ -63,15 +66,17 @@ class CLIServer:
         self.port = self._wait_for_port()
 
     def _wait_for_port(self) -> int:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            match = LISTENING.search(self.log_path.read_bytes())
-            if match:
-                return int(match.group(1))
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"the server did not start: {self.output()}")
+        def listening_or_gone() -> bool:
+            return bool(LISTENING.search(self.log_path.read_bytes())) or self.proc.poll() is not None
+
+        try:
+            wait_until(listening_or_gone, 15, interval=0.05)
+        except AssertionError:
+            pass  # reported below, with what the server wrote
+        match = LISTENING.search(self.log_path.read_bytes())
+        if match is None:
+            raise AssertionError(f"the server did not start: {self.output()}")
+        return int(match.group(1))
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -180,6 +185,27 @@ def test_echo_accepts_many_fragments(echo_server: CLIServer) -> None:
             assert await peer.recv() == "ab" * 5000
 
     run(scenario())
+
+
+@bounded(40)
+def test_cli_echo_sync_round_trip(tmp_path: Path) -> None:
+    server = CLIServer(tmp_path, "echo", "--sync")
+    try:
+        port = server.port
+        big = os.urandom(4 << 20)
+        with sync_connect(f"ws://127.0.0.1:{port}/any/path", options=Options(max_message_size=8 << 20)) as ws:
+            ws.send("text stays text")
+            assert ws.recv(timeout=STEP) == "text stays text"
+            ws.send(big)
+            assert ws.recv(timeout=STEP) == big
+        with ws_connect(f"ws://127.0.0.1:{port}/") as client:
+            client.send(["ab"] * 5000)  # more fragments than the default limit
+            assert client.recv(timeout=STEP) == "ab" * 5000
+        assert raw_http(port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").startswith(b"HTTP/1.1 426")
+    finally:
+        status = server.stop()  # Ctrl-C
+    assert status == 0, server.output()
+    assert "Traceback" not in server.output()
 
 
 def http_error(url: str) -> urllib.error.HTTPError:

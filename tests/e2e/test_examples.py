@@ -24,10 +24,16 @@ from typing import Any, TypeVar
 
 import pytest
 from websockets.asyncio.client import connect as websockets_connect
+from websockets.sync.client import connect as ws_connect
 from websockets.typing import Subprotocol
 
+from sync_helpers import STEP, raw_http
+from sync_helpers import serving as sync_serving
+from waiting import bounded, wait_until, wait_until_async
 from wsstack import HandshakeError, Opcode, Options
 from wsstack.asyncio import Server, connect
+from wsstack.sync import WebSocket as SyncWebSocket
+from wsstack.sync import connect as sync_connect
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -312,7 +318,7 @@ def test_connection_limit_queues_the_next_client() -> None:
         async with serving(srv) as base:
             first = await connect(f"{base}/ws")
             second = asyncio.ensure_future(connect(f"{base}/ws"))
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)  # what is tested: the second client is still kept waiting after a while
             assert not second.done(), "the second client got in while the first held the only slot"
             await first.close()
             ws = await asyncio.wait_for(second, 5)
@@ -348,8 +354,11 @@ def test_builtin_connection_limit_refuses_with_503() -> None:
                 await connect(f"{base}/ws")
             assert refused.value.status == 503
             await first.close()
-            while srv.connections:
-                await asyncio.sleep(0.01)
+
+            async def slot_free() -> bool:
+                return not srv.connections
+
+            await wait_until_async(slot_free)
             async with connect(f"{base}/ws") as again:
                 await again.send("room now")
                 assert await again.recv() == "room now"
@@ -404,6 +413,49 @@ def test_chat_room_survives_a_member_vanishing() -> None:
     run(scenario())
 
 
+# ---------------------------------------------------- the examples on threads
+
+
+@bounded(30)
+def test_sync_echo_example(capsys: pytest.CaptureFixture[str]) -> None:
+    server = load_example("sync_echo_server").build_server()
+    with sync_serving(server) as url:
+        with sync_connect(url) as ws:
+            ws.send("hello")
+            assert ws.recv(timeout=STEP) == "hello"
+            ws.send(b"\x00\x01")
+            assert ws.recv(timeout=STEP) == b"\x00\x01"
+        assert raw_http(server.port, b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").startswith(
+            b"HTTP/1.1 400"
+        )
+    out = capsys.readouterr().out
+    assert "WebSocket client connected" in out and "Received: 'hello'" in out
+    assert "WebSocket client disconnected" in out
+
+
+@bounded(30)
+def test_sync_chat_room_example() -> None:
+    server = load_example("sync_chat_room").build_server()
+    with sync_serving(server) as url:
+        alice = sync_connect(f"{url}?name=alice")
+        assert alice.recv(timeout=STEP) == "alice joined"
+        bob = sync_connect(f"{url}?name=bob")
+        assert bob.recv(timeout=STEP) == "bob joined"
+        assert alice.recv(timeout=STEP) == "bob joined"
+        alice.send("hi bob")
+        assert bob.recv(timeout=STEP) == "alice: hi bob"
+        assert alice.recv(timeout=STEP) == "alice: hi bob"
+        bob.close()
+        assert alice.recv(timeout=STEP) == "bob left"
+        with ws_connect(f"{url}?name=carol") as carol:
+            assert alice.recv(timeout=STEP) == "carol joined"
+            carol.socket.shutdown(socket.SHUT_RDWR)  # no closing handshake: a pulled cable
+            assert alice.recv(timeout=STEP) == "carol left"
+        alice.send("still here")
+        assert alice.recv(timeout=STEP) == "alice: still here"
+        alice.close()
+
+
 # ------------------------------------------------------------- as scripts
 
 
@@ -419,14 +471,16 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-async def connect_when_up(url: str, deadline: float, **kwargs: Any) -> Any:
-    while True:
+async def connect_when_up(url: str, timeout: float, **kwargs: Any) -> Any:
+    """A connection once the script listens (it says where before it binds, so its output tells nothing)."""
+
+    async def attempt() -> Any:
         try:
             return await connect(url, **kwargs)
         except OSError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.05)
+            return None
+
+    return await wait_until_async(attempt, timeout, interval=0.05)
 
 
 @pytest.mark.parametrize(
@@ -454,7 +508,7 @@ def test_example_runs_as_a_script_until_ctrl_c(name: str) -> None:
     try:
 
         async def scenario() -> None:
-            ws = await connect_when_up(f"ws://127.0.0.1:{port}/ws?name=script", time.monotonic() + 10)
+            ws = await connect_when_up(f"ws://127.0.0.1:{port}/ws?name=script", 10)
             # Every example answers pings (message_types by hand).
             assert await asyncio.wait_for(ws.ping(), 5) >= 0
             await ws.close()
@@ -464,6 +518,45 @@ def test_example_runs_as_a_script_until_ctrl_c(name: str) -> None:
         output, _ = proc.communicate(timeout=10)
         assert proc.returncode == 0, output.decode(errors="replace")
         assert f"127.0.0.1:{port}".encode() in output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def sync_connect_when_up(url: str, timeout: float) -> SyncWebSocket:
+    """``connect_when_up`` with the threaded client."""
+
+    def attempt() -> SyncWebSocket | None:
+        try:
+            return sync_connect(url)
+        except OSError:
+            return None
+
+    return wait_until(attempt, timeout, interval=0.05)
+
+
+@pytest.mark.parametrize("name", ["sync_echo_server", "sync_chat_room"])
+@bounded(40)
+def test_sync_example_runs_as_a_script_until_ctrl_c(name: str) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / f"{name}.py"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=script_env(),
+    )
+    try:
+        ws = sync_connect_when_up(f"ws://127.0.0.1:{port}/ws?name=script", 10)
+        assert ws.ping().result(STEP) >= 0
+        ws.send("hi")
+        assert ws.recv(timeout=STEP) in ("hi", "script joined")
+        ws.close()
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=STEP)
+        assert proc.returncode == 0, output.decode(errors="replace")
+        assert f"127.0.0.1:{port}".encode() in output
+        assert b"Traceback" not in output
     finally:
         if proc.poll() is None:
             proc.kill()
