@@ -62,13 +62,19 @@ def free_port() -> int:
 BASE = "@base"
 
 
-def start(impl: str, baseline: Path | None = None) -> tuple[subprocess.Popen[str], int]:
-    port = free_port()
+def server_environment(impl: str, baseline: Path | None) -> tuple[str, dict[str, str]]:
+    """The server's name without ``@base``, and the environment that imports the right wsstack."""
     env = dict(os.environ)
     if impl.endswith(BASE):
         assert baseline is not None
         impl = impl[: -len(BASE)]
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(baseline / "src"), env.get("PYTHONPATH")]))
+    return impl, env
+
+
+def start(impl: str, baseline: Path | None = None) -> tuple[subprocess.Popen[str], int]:
+    port = free_port()
+    impl, env = server_environment(impl, baseline)
     proc = subprocess.Popen(
         [sys.executable, str(HERE / "echo_servers.py"), impl, str(port)], stdout=subprocess.PIPE, text=True, env=env
     )

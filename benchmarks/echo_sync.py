@@ -1,6 +1,6 @@
 """End-to-end echo benchmark of the threaded servers: wsstack.sync beside websockets.sync.
 
-    python benchmarks/echo_sync.py [--seconds 2] [--rounds 3] [--idle 500]
+    python benchmarks/echo_sync.py [--seconds 2] [--rounds 3] [--idle 500] [--baseline DIR]
 
 Each server runs in its own process (this script with ``--serve``); the
 client is echo_e2e.py's: one plain blocking socket in this process sending
@@ -14,7 +14,8 @@ Both servers run without compression and with a 16 MiB message limit.
 Memory is measured twice: with each library's default heartbeat (a ping
 every 20 s: a timer on wsstack's I/O thread, a thread per connection in
 websockets.sync) and with the heartbeat off. The round trips are measured
-with it off.
+with it off. ``--baseline DIR`` adds wsstack from another checkout
+(``DIR/src``) to the same rounds, as in echo_e2e.py.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from echo_e2e import free_port, idle_memory, round_trips
+from echo_e2e import BASE, free_port, idle_memory, round_trips, server_environment
 
 HERE = Path(__file__).resolve().parent
 SERVERS = ("wsstack", "websockets")
@@ -66,16 +67,17 @@ def serve_websockets(port: int, heartbeat: bool) -> None:
         server.serve_forever()
 
 
-def start(impl: str, heartbeat: bool) -> tuple[subprocess.Popen[str], int]:
+def start(impl: str, heartbeat: bool, baseline: Path | None = None) -> tuple[subprocess.Popen[str], int]:
     port = free_port()
+    impl, env = server_environment(impl, baseline)
     command = [sys.executable, __file__, "--serve", impl, str(port), "on" if heartbeat else "off"]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     return proc, port
 
 
-def memory(impl: str, heartbeat: bool, count: int) -> float:
-    proc, port = start(impl, heartbeat)
+def memory(impl: str, heartbeat: bool, count: int, baseline: Path | None) -> float:
+    proc, port = start(impl, heartbeat, baseline)
     try:
         return idle_memory(proc, port, count)
     finally:
@@ -88,6 +90,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--idle", type=int, default=500)
+    parser.add_argument("--baseline", type=Path, help="another checkout whose wsstack server runs beside these")
     parser.add_argument("--serve", nargs=3, metavar=("IMPL", "PORT", "HEARTBEAT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -95,7 +98,8 @@ def main() -> None:
         {"wsstack": serve_wsstack, "websockets": serve_websockets}[impl](int(port), heartbeat == "on")
         return
 
-    servers = {impl: start(impl, heartbeat=False) for impl in SERVERS}
+    impls = (*SERVERS, "wsstack" + BASE) if args.baseline else SERVERS
+    servers = {impl: start(impl, False, args.baseline) for impl in impls}
     results: dict[tuple[str, str], list[float]] = {}
     sizes = (32, 1024)
     try:
@@ -110,7 +114,8 @@ def main() -> None:
             proc.kill()
             proc.wait()
     memories = {
-        heartbeat: {impl: memory(impl, heartbeat, args.idle) for impl in SERVERS} for heartbeat in (True, False)
+        heartbeat: {impl: memory(impl, heartbeat, args.idle, args.baseline) for impl in impls}
+        for heartbeat in (True, False)
     }
 
     print(f"{'case':<28} {'wsstack':>12} {'websockets':>12} {'ratio':>7}")
@@ -123,6 +128,15 @@ def main() -> None:
         ours, theirs = memories[heartbeat]["wsstack"], memories[heartbeat]["websockets"]
         name = f"KiB/idle conn, {label}"
         print(f"{name:<28} {ours:>12.1f} {theirs:>12.1f} {theirs / ours:>6.2f}x less")
+    if args.baseline:
+        print(f"\nthis tree against {args.baseline} (above 1: this tree is faster, or uses less)")
+        for size in sizes:
+            name = f"round trips/s {size} B"
+            ours, base = (statistics.median(results[(name, impl)]) for impl in ("wsstack", "wsstack" + BASE))
+            print(f"{name:<28} {ours / base:>6.3f}x")
+        for heartbeat, label in ((True, "heartbeat on"), (False, "heartbeat off")):
+            ours, base = memories[heartbeat]["wsstack"], memories[heartbeat]["wsstack" + BASE]
+            print(f"{'KiB/idle conn, ' + label:<28} {base / ours:>6.3f}x")
 
 
 if __name__ == "__main__":
