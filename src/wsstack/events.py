@@ -37,7 +37,10 @@ class RequestReceived:
 
 @dataclass(slots=True)
 class HandshakeComplete:
-    """The connection is open: the 101 was sent (server) or accepted (client)."""
+    """Client side: the server's 101 checked out and the connection is open.
+
+    The server reports no such event: its connection opens inside ``accept()``.
+    """
 
     subprotocol: str | None
     extensions: tuple[str, ...]
@@ -46,7 +49,13 @@ class HandshakeComplete:
 
 @dataclass(slots=True)
 class HandshakeFailed:
-    """Client side: the server's answer was not a valid upgrade; the connection is over."""
+    """The opening handshake failed and the connection is over.
+
+    Client side: the server's answer did not parse, was not a valid upgrade,
+    or never came (EOF); ``response`` is the answer when one parsed. Server
+    side: the request head did not parse or broke a limit; the error
+    response (``error.status``) is queued.
+    """
 
     error: HandshakeError
     response: Response | None = None
@@ -54,21 +63,29 @@ class HandshakeFailed:
 
 @dataclass(slots=True)
 class TextMessage:
+    """A whole text message, its UTF-8 already checked."""
+
     data: str
 
 
 @dataclass(slots=True)
 class BinaryMessage:
+    """A whole binary message, decompressed where an extension applies."""
+
     data: bytes
 
 
 @dataclass(slots=True)
 class Ping:
+    """The peer pinged; with ``Options.auto_pong`` the pong is queued already (while paused, the latest only)."""
+
     data: bytes
 
 
 @dataclass(slots=True)
 class Pong:
+    """The peer's pong: an answer to one of our pings, or unsolicited (RFC 6455 §5.5.3)."""
+
     data: bytes
 
 
@@ -82,12 +99,13 @@ class CloseReceived:
 
 @dataclass(slots=True)
 class ProtocolFailure:
-    """The peer broke the protocol; a close frame with ``error.close_code`` is queued."""
+    """The peer broke the protocol; a close frame with ``error.close_code`` is queued (or held back)."""
 
     error: ProtocolError
 
     @property
     def code(self) -> int:
+        """The close code the failure sends."""
         return self.error.close_code
 
 
