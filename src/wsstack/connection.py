@@ -20,13 +20,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from . import handshake
-from .errors import HandshakeError, InternalError, InvalidHandshake, ProtocolError
+from .errors import HandshakeError, InvalidHandshake, ProtocolError, fit_close_reason
 from .events import (
     CloseReceived,
     ConnectionLost,
     Event,
     HandshakeComplete,
     HandshakeFailed,
+    LocalFailure,
     ProtocolFailure,
     RequestReceived,
 )
@@ -65,7 +66,7 @@ class Connection(Reader, Writer):
         "close_reason",
         "close_sent",
         "close_received",
-        "hold_failure_close",
+        "hold_failures",
         "_events",
         "_held_failure",
         *READER_SLOTS,
@@ -86,9 +87,9 @@ class Connection(Reader, Writer):
         self.close_reason = ""
         self.close_sent = False
         self.close_received = False
-        #: When the peer breaks the protocol, keep the close frame back until ``release_failure()``
+        #: When the peer breaks the protocol, keep the close frame back until ``release_held_failure()``
         #: so replies to the messages that came before the error go out first.
-        self.hold_failure_close = False
+        self.hold_failures = False
         self._held_failure: ProtocolError | None = None
         self._events: list[Event] = []
         self._init_reader()
@@ -111,7 +112,7 @@ class Connection(Reader, Writer):
         """
         payload = build_close(code, reason)
         if self._held_failure is not None:
-            self.release_failure()
+            self.release_held_failure()
             return
         state = self.state
         target = next_state(state, Trigger.SEND_CLOSE)
@@ -126,26 +127,27 @@ class Connection(Reader, Writer):
         """Fail the connection from this side (a timeout, an internal error): close frame, then closed.
 
         Unlike ``close`` it does not wait for the peer's answer; the transport
-        drops the TCP connection once the close frame is written. A held
-        failure of the peer's is released instead, with its own close code.
+        drops the TCP connection once the close frame is written. Reports
+        ``LocalFailure``; a held failure of the peer's is released instead,
+        with its own close code. The reason is cut to fit a close frame.
         """
         if self._held_failure is not None:
-            self.release_failure()
+            self.release_held_failure()
             return
-        error = InternalError(reason, close_code=code)
-        build_close(code, error.reason)  # ValueError for a code that may not be sent, before anything changes
+        reason = fit_close_reason(reason)
+        build_close(code, reason)  # ValueError for a code that may not be sent, before anything changes
         state = self.state
         if next_state(state, Trigger.FAIL) is state:
             return  # closed already
-        self._events.append(ProtocolFailure(error))
-        self._close_now(Trigger.FAIL, code, error.reason)
+        self._events.append(LocalFailure(code, reason))
+        self._close_now(Trigger.FAIL, code, reason)
 
     @property
-    def failure_held(self) -> bool:
-        """A protocol failure waits for ``release_failure()`` (see ``hold_failure_close``)."""
-        return self._held_failure is not None
+    def held_failure(self) -> ProtocolError | None:
+        """The peer's protocol error whose close frame waits for ``release_held_failure()`` (see ``hold_failures``)."""
+        return self._held_failure
 
-    def release_failure(self) -> None:
+    def release_held_failure(self) -> None:
         """Send the close frame of the held protocol failure and close the connection."""
         error = self._held_failure
         if error is None:
@@ -171,9 +173,9 @@ class Connection(Reader, Writer):
         self._buf.clear()
 
     def _fail(self, error: ProtocolError) -> None:
-        """The peer broke the protocol: report it, then close now, or hold the close back (``hold_failure_close``)."""
+        """The peer broke the protocol: report it, then close now, or hold the close back (``hold_failures``)."""
         self._events.append(ProtocolFailure(error))
-        if self.hold_failure_close and self.state is State.OPEN:
+        if self.hold_failures and self.state is State.OPEN:
             self._held_failure = error
             self._buf.clear()
             return
@@ -193,7 +195,7 @@ class Connection(Reader, Writer):
 
     def _receive_eof(self) -> None:
         if self._held_failure is not None:
-            self.release_failure()
+            self.release_held_failure()
             return
         state = self.state
         target = next_state(state, Trigger.EOF)

@@ -1,4 +1,11 @@
-"""What the sans-IO core reports after it has read bytes.
+"""What the sans-IO core reports: what the peer sent, and how the connection ended.
+
+The rule it keeps: each way a connection can end has its own event, saying
+whose doing it was: ``CloseReceived`` (the peer closed), ``ProtocolFailure``
+(the peer broke the protocol), ``LocalFailure`` (this side gave up:
+``fail()``), ``ConnectionLost`` (the stream ended without a close), and
+``HandshakeFailed`` before the connection opened. No event follows one of
+them.
 
 Events are small slotted objects (not frozen: a frozen dataclass costs
 several times more to build, and the core builds one per message) so a
@@ -24,6 +31,7 @@ __all__ = [
     "Pong",
     "CloseReceived",
     "ProtocolFailure",
+    "LocalFailure",
     "ConnectionLost",
 ]
 
@@ -99,7 +107,7 @@ class CloseReceived:
 
 @dataclass(slots=True)
 class ProtocolFailure:
-    """The peer broke the protocol; a close frame with ``error.close_code`` is queued (or held back)."""
+    """The peer broke the protocol; a close frame with ``error.close_code`` is queued (or held: ``hold_failures``)."""
 
     error: ProtocolError
 
@@ -107,6 +115,17 @@ class ProtocolFailure:
     def code(self) -> int:
         """The close code the failure sends."""
         return self.error.close_code
+
+
+@dataclass(slots=True)
+class LocalFailure:
+    """This side failed the connection (``fail()``: a heartbeat timeout, an internal error).
+
+    The close frame with ``code`` and ``reason`` is queued; the peer's answer is not awaited.
+    """
+
+    code: int
+    reason: str
 
 
 @dataclass(slots=True)
@@ -124,6 +143,7 @@ Event = (
     | Pong
     | CloseReceived
     | ProtocolFailure
+    | LocalFailure
     | ConnectionLost
     | Frame
 )

@@ -14,7 +14,7 @@ Rules this module keeps:
   them, so nothing a peer sends can raise out of the core.
 * The states are ordered: every state below OPEN belongs to the opening
   handshake, so ``state < State.OPEN`` means "not open yet".
-* A held failure (``hold_failure_close``) is not a state: the connection stays
+* A held failure (``hold_failures``) is not a state: the connection stays
   OPEN with the peer's error kept aside, so replies to what came before the
   error can still be sent; releasing it is the PROTOCOL_ERROR move.
 
