@@ -456,6 +456,45 @@ def test_fail_before_the_handshake_is_invalid_state() -> None:
         ServerConnection().fail()
 
 
+# -- the writer's fast paths against its general path
+
+
+@settings(max_examples=100)
+@given(st.one_of(st.text(max_size=300), st.binary(max_size=300)), st.booleans())
+def test_fast_sends_write_what_the_general_path_writes(message: str | bytes, as_client: bool) -> None:
+    """``send``/``send_text`` without fragmentation take the fast path; one whole fragment takes the general one."""
+    client, server = open_pair()
+    sender, receiver = (client, server) if as_client else (server, client)
+    payload = message.encode() if isinstance(message, str) else message
+    if isinstance(message, str):
+        sender.send_text(message)
+    sender.send(message)
+    fast = sender.data_to_send()
+    if isinstance(message, str):
+        sender.send_text(message, fragment_size=len(payload) + 1)
+    sender.send(message, fragment_size=len(payload) + 1)
+    general = sender.data_to_send()
+    if not as_client:
+        assert fast == general  # a server's frames have no random part
+    expected = [TextMessage(message) if isinstance(message, str) else BinaryMessage(message)]
+    expected *= 2 if isinstance(message, str) else 1
+    assert transfer_bytes(receiver, fast) == expected
+    assert transfer_bytes(receiver, general) == expected
+
+
+def transfer_bytes(receiver: ServerConnection | ClientConnection, data: bytes) -> list[object]:
+    receiver.receive_data(data)
+    return receiver.events()
+
+
+def test_send_text_refuses_bytes() -> None:
+    _, server = open_pair()
+    with pytest.raises(TypeError):
+        server.send_text(b"not text")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        server.send_binary("not bytes")  # type: ignore[arg-type]
+
+
 def test_paused_pongs_answer_only_the_latest_ping() -> None:
     server = open_server()
     server.pause_pongs()
