@@ -223,7 +223,7 @@ class Reader:
                 return
         elif opcode != Opcode.CONTINUATION or self._msg_opcode != _TEXT:
             return
-        length = buf[1] & 0x7F
+        length = buf[1] & 0x7F  # the second byte: the MASK bit, then a 7-bit length (§5.2)
         start = 2
         if length == 126:
             start = 4
