@@ -9,10 +9,10 @@ each side's opening handshake (``ServerConnection``, ``ClientConnection``,
 which differ only there and in masking).
 
 The reader and writer are classes that ``Connection`` inherits, so their
-methods run on the connection itself: as separate objects they would cost
-an attribute hop or a delegating call per message on the receive-and-reply
-path (a call is about 4% of its 1.7 us), and three objects per idle
-connection instead of one.
+methods run on the connection itself. As separate objects, the
+receive-and-reply cycle would pay a delegating call for ``receive_data``,
+``send_text`` and ``data_to_send`` (about 20 ns each, some 6% of its 1 us),
+and an idle connection would cost three objects instead of one.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ tested against the general path it skips:
 * a read is scanned where it lies, and only an incomplete frame at its end
   is copied into the buffer (most reads end on a frame boundary);
 * a whole message in one unextended frame becomes its event without the
-  assembly path (about 0.4 us of 1.7 us per small message).
+  assembly path: a 32-byte message is read in 0.75 us instead of 1.2 us.
 
 Invalid UTF-8 fails as soon as the bytes that make it invalid arrive, even
 inside a frame that is still incomplete (``_validate_partial_text``).

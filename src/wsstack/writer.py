@@ -12,8 +12,8 @@ Two fast paths beside the general ``_send_message``, each tested against it:
   one ``serialize_frame`` call (header and payload, masked on the client,
   in one allocation) with no further Python call;
 * above ``_JOIN_LIMIT`` a server frame's payload is queued as its own
-  buffer behind its header instead of being copied: for a 1 MiB payload the
-  copy costs more than writing it with ``writelines``.
+  buffer behind its header instead of being copied into one bytes object
+  with it (``buffers_to_send`` hands the two over as they are).
 
 ``Writer`` is one of the classes ``Connection`` is made of (see
 ``connection.py``); it owns the fields named in ``WRITER_SLOTS`` and reads
