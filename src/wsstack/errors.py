@@ -11,9 +11,7 @@ __all__ = [
     "WebSocketError",
     "ProtocolError",
     "InvalidPayloadData",
-    "PolicyViolation",
     "MessageTooBig",
-    "MandatoryExtension",
     "InternalError",
     "HandshakeError",
     "HTTPParseError",
@@ -39,7 +37,7 @@ class ProtocolError(WebSocketError):
     @property
     def reason(self) -> str:
         """The reason sent in the close frame: the message, cut to fit 123 bytes."""
-        return _fit_reason(str(self))
+        return fit_close_reason(str(self))
 
 
 class InvalidPayloadData(ProtocolError):
@@ -48,23 +46,15 @@ class InvalidPayloadData(ProtocolError):
     default_close_code = 1007
 
 
-class PolicyViolation(ProtocolError):
-    default_close_code = 1008
-
-
 class MessageTooBig(ProtocolError):
     """A frame, message or fragment count over the configured limits."""
 
     default_close_code = 1009
 
 
-class MandatoryExtension(ProtocolError):
-    """The server did not agree to an extension the client cannot work without."""
-
-    default_close_code = 1010
-
-
 class InternalError(ProtocolError):
+    """This side could not go on (a compressor failed); raised to the caller of the send."""
+
     default_close_code = 1011
 
 
@@ -100,7 +90,8 @@ class InvalidState(WebSocketError):
     """An API call that the connection's current state does not allow."""
 
 
-def _fit_reason(text: str) -> str:
+def fit_close_reason(text: str) -> str:
+    """``text`` cut (on a character boundary) to the 123 bytes a close frame has room for."""
     data = text.encode("utf-8")
     if len(data) <= 123:
         return text

@@ -1,4 +1,11 @@
-"""What the sans-IO core reports after it has read bytes.
+"""What the sans-IO core reports: what the peer sent, and how the connection ended.
+
+The rule it keeps: each way a connection can end has its own event, saying
+whose doing it was: ``CloseReceived`` (the peer closed), ``ProtocolFailure``
+(the peer broke the protocol), ``LocalFailure`` (this side gave up:
+``fail()``), ``ConnectionLost`` (the stream ended without a close), and
+``HandshakeFailed`` before the connection opened. No event follows one of
+them.
 
 Events are small slotted objects (not frozen: a frozen dataclass costs
 several times more to build, and the core builds one per message) so a
@@ -24,6 +31,7 @@ __all__ = [
     "Pong",
     "CloseReceived",
     "ProtocolFailure",
+    "LocalFailure",
     "ConnectionLost",
 ]
 
@@ -37,7 +45,10 @@ class RequestReceived:
 
 @dataclass(slots=True)
 class HandshakeComplete:
-    """The connection is open: the 101 was sent (server) or accepted (client)."""
+    """Client side: the server's 101 checked out and the connection is open.
+
+    The server reports no such event: its connection opens inside ``accept()``.
+    """
 
     subprotocol: str | None
     extensions: tuple[str, ...]
@@ -46,7 +57,13 @@ class HandshakeComplete:
 
 @dataclass(slots=True)
 class HandshakeFailed:
-    """Client side: the server's answer was not a valid upgrade; the connection is over."""
+    """The opening handshake failed and the connection is over.
+
+    Client side: the server's answer did not parse, was not a valid upgrade,
+    or never came (EOF); ``response`` is the answer when one parsed. Server
+    side: the request head did not parse or broke a limit; the error
+    response (``error.status``) is queued.
+    """
 
     error: HandshakeError
     response: Response | None = None
@@ -54,21 +71,29 @@ class HandshakeFailed:
 
 @dataclass(slots=True)
 class TextMessage:
+    """A whole text message, its UTF-8 already checked."""
+
     data: str
 
 
 @dataclass(slots=True)
 class BinaryMessage:
+    """A whole binary message, decompressed where an extension applies."""
+
     data: bytes
 
 
 @dataclass(slots=True)
 class Ping:
+    """The peer pinged; with ``Options.auto_pong`` the pong is queued already (while paused, the latest only)."""
+
     data: bytes
 
 
 @dataclass(slots=True)
 class Pong:
+    """The peer's pong: an answer to one of our pings, or unsolicited (RFC 6455 §5.5.3)."""
+
     data: bytes
 
 
@@ -82,13 +107,25 @@ class CloseReceived:
 
 @dataclass(slots=True)
 class ProtocolFailure:
-    """The peer broke the protocol; a close frame with ``error.close_code`` is queued."""
+    """The peer broke the protocol; a close frame with ``error.close_code`` is queued (or held: ``hold_failures``)."""
 
     error: ProtocolError
 
     @property
     def code(self) -> int:
+        """The close code the failure sends."""
         return self.error.close_code
+
+
+@dataclass(slots=True)
+class LocalFailure:
+    """This side failed the connection (``fail()``: a heartbeat timeout, an internal error).
+
+    The close frame with ``code`` and ``reason`` is queued; the peer's answer is not awaited.
+    """
+
+    code: int
+    reason: str
 
 
 @dataclass(slots=True)
@@ -106,6 +143,7 @@ Event = (
     | Pong
     | CloseReceived
     | ProtocolFailure
+    | LocalFailure
     | ConnectionLost
     | Frame
 )

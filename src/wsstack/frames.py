@@ -1,9 +1,13 @@
-"""RFC 6455 frames: opcodes, the Frame value, close payloads and serialization.
+"""RFC 6455 frames: the bits of the first header byte, the Frame value, close payloads.
 
-Parsing and serialization live in :mod:`wsstack.speedups` (``scan_frames``,
-``serialize_frame``), where the C path pays off: the scanner walks a whole
-read per call, and a frame is written with one allocation. This module holds
-what both directions share, with the writer behind a keyword-friendly name.
+The rule it keeps: this is the one definition of the opcodes and the
+header bits (§5.2); the rest of the core names them from here (the C
+scanner and its Python twin in ``speedups`` check the same values in their
+own loops). Parsing and serialization live in :mod:`wsstack.speedups`
+(``scan_frames``, ``serialize_frame``), where the C path pays off: the
+scanner walks a whole read per call, and a frame is written with one
+allocation. This module holds what both directions share, with the writer
+behind a keyword-friendly name.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ __all__ = [
     "RSV1",
     "RSV2",
     "RSV3",
+    "RSV_BITS",
+    "OPCODE_BITS",
+    "CONTROL_BIT",
     "frame_header",
     "serialize_frame",
     "MaskKeys",
@@ -35,19 +42,23 @@ FIN = 0x80
 RSV1 = 0x40
 RSV2 = 0x20
 RSV3 = 0x10
+#: The three reserved bits together: what an extension may define (§5.2, §9).
+RSV_BITS = RSV1 | RSV2 | RSV3
+#: Where the opcode sits in the first byte.
+OPCODE_BITS = 0x0F
+#: Set in every control opcode and in no data opcode (§5.5).
+CONTROL_BIT = 0x08
 
 
 class Opcode(enum.IntEnum):
+    """The opcodes of §5.2; the others (0x3-0x7, 0xB-0xF) are reserved and fail the connection."""
+
     CONTINUATION = 0x0
     TEXT = 0x1
     BINARY = 0x2
     CLOSE = 0x8
     PING = 0x9
     PONG = 0xA
-
-    @property
-    def is_control(self) -> bool:
-        return self >= 0x8
 
 
 @dataclass(slots=True)

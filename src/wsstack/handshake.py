@@ -34,7 +34,7 @@ from .http11 import Headers, Request, Response, is_token
 __all__ = [
     "GUID",
     "ExtensionParams",
-    "Extension",
+    "ExtensionHeader",
     "accept_key",
     "generate_key",
     "check_request",
@@ -50,8 +50,11 @@ __all__ = [
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
+#: An extension's parameters in header order; a parameter without ``=`` has the value None.
 ExtensionParams: TypeAlias = list[tuple[str, str | None]]
-Extension: TypeAlias = tuple[str, ExtensionParams]
+#: One extension as Sec-WebSocket-Extensions lists it (RFC 6455 §9.1): its token and parameters.
+#: The negotiated extension object made from it is ``wsstack.extensions.Extension``.
+ExtensionHeader: TypeAlias = tuple[str, ExtensionParams]
 
 # Fields the handshake writes itself; callers' extra headers may not replace them.
 _SERVER_FIELDS = frozenset(
@@ -135,7 +138,7 @@ def offered_subprotocols(request: Request) -> list[str]:
     return protocols
 
 
-def parse_extensions(values: Iterable[str]) -> list[Extension]:
+def parse_extensions(values: Iterable[str]) -> list[ExtensionHeader]:
     """Parse Sec-WebSocket-Extensions values (RFC 6455 §9.1) into (name, params) pairs.
 
     Parameters keep their order; a parameter without '=' has the value None.
@@ -145,7 +148,7 @@ def parse_extensions(values: Iterable[str]) -> list[Extension]:
     return [extension for value in values for extension in _ExtensionScanner(value).extensions()]
 
 
-def format_extensions(extensions: Iterable[Extension]) -> str:
+def format_extensions(extensions: Iterable[ExtensionHeader]) -> str:
     """The Sec-WebSocket-Extensions value for ``extensions``; values are tokens so none is quoted."""
     elements = []
     for name, params in extensions:
@@ -266,7 +269,7 @@ class ClientHandshake:
             headers.add(name, value)
         return Request("GET", self.resource, headers)
 
-    def check_response(self, response: Response) -> tuple[str | None, list[Extension]]:
+    def check_response(self, response: Response) -> tuple[str | None, list[ExtensionHeader]]:
         """Validate the server's answer (RFC 6455 §4.1); return (subprotocol, extensions).
 
         The extensions are only parsed: whether they are acceptable is for the
@@ -339,8 +342,8 @@ class _ExtensionScanner:
         self.text = text
         self.pos = 0
 
-    def extensions(self) -> list[Extension]:
-        result: list[Extension] = []
+    def extensions(self) -> list[ExtensionHeader]:
+        result: list[ExtensionHeader] = []
         while self._skip_ows():
             if self._take(","):
                 continue  # an empty list element

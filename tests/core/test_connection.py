@@ -13,6 +13,7 @@ from wsstack.events import (
     BinaryMessage,
     CloseReceived,
     ConnectionLost,
+    LocalFailure,
     Ping,
     Pong,
     ProtocolFailure,
@@ -364,13 +365,13 @@ def test_partial_validation_accepts_valid_text_at_any_split(text: str, step: int
 
 def test_held_failure_sends_replies_before_the_close_frame() -> None:
     server = open_server()
-    server.hold_failure_close = True
+    server.hold_failures = True
     events = feed(server, masked(0x81, b"first") + masked(0xA1, b"rsv2") + masked(0x89, b""))
     assert events[0] == TextMessage("first") and isinstance(events[1], ProtocolFailure) and len(events) == 2
-    assert server.failure_held and server.data_to_send() == b""
+    assert server.held_failure is events[1].error and server.data_to_send() == b""
     assert feed(server, masked(0x81, b"ignored")) == []
     server.send_text("first")
-    server.release_failure()
+    server.release_held_failure()
     out = server.data_to_send()
     assert out.startswith(unmasked(0x81, b"first"))
     assert parse_close(out[len(unmasked(0x81, b"first")) + 2 :]) == (
@@ -383,7 +384,7 @@ def test_held_failure_sends_replies_before_the_close_frame() -> None:
 def test_held_failure_released_by_eof_or_close() -> None:
     for finish in ("eof", "close"):
         server = open_server()
-        server.hold_failure_close = True
+        server.hold_failures = True
         feed(server, masked(0x81, b"\xff"))
         if finish == "eof":
             server.receive_data(b"")
@@ -392,6 +393,106 @@ def test_held_failure_released_by_eof_or_close() -> None:
         out = server.data_to_send()
         assert out[0] == 0x88 and parse_close(out[2:])[0] == 1007
         assert server.state is State.CLOSED
+
+
+def test_fail_releases_a_held_failure_with_the_peers_code() -> None:
+    server = open_server()
+    server.hold_failures = True
+    assert isinstance(feed(server, masked(0x83, b""))[-1], ProtocolFailure)
+    server.fail(1011, "timeout")
+    assert server.events() == []  # the failure was the peer's, and was reported as such
+    out = server.data_to_send()
+    assert out[0] == 0x88 and parse_close(out[2:])[0] == 1002 and server.held_failure is None
+
+
+# -- failing from this side: LocalFailure
+
+
+def test_fail_reports_a_local_failure_and_sends_its_close_frame() -> None:
+    client, server = open_pair()
+    server.fail(1011, "keepalive ping timeout")
+    assert server.events() == [LocalFailure(1011, "keepalive ping timeout")]
+    assert server.state is State.CLOSED and server.close_code == 1011
+    assert server.close_reason == "keepalive ping timeout"
+    assert transfer(server, client) == [CloseReceived(1011, "keepalive ping timeout")]
+    # Nothing the peer sends afterwards is read.
+    assert feed(server, masked(0x81, b"late")) == []
+
+
+def test_fail_while_closing_sends_no_second_close_frame() -> None:
+    client, _ = open_pair()
+    client.close(1000)
+    client.data_to_send()
+    client.fail(1011, "no answer to our close")
+    assert client.events() == [LocalFailure(1011, "no answer to our close")]
+    assert client.data_to_send() == b"" and client.state is State.CLOSED and client.close_code == 1011
+
+
+def test_fail_once_closed_does_nothing() -> None:
+    server = open_server()
+    feed(server, b"")
+    server.fail()
+    assert server.events() == [] and server.data_to_send() == b"" and server.close_code == 1006
+
+
+def test_fail_refuses_an_unsendable_code_before_changing_anything() -> None:
+    server = open_server()
+    for code in (1005, 1006, 999):
+        with pytest.raises(ValueError):
+            server.fail(code)
+    assert server.state is State.OPEN and server.events() == [] and server.data_to_send() == b""
+
+
+def test_fail_cuts_a_long_reason_to_fit_the_close_frame() -> None:
+    server = open_server()
+    server.fail(1011, "é" * 100)
+    [event] = server.events()
+    assert isinstance(event, LocalFailure) and event.reason == "é" * 61  # 122 bytes; a 62nd would not fit in 123
+    assert parse_close(server.data_to_send()[2:]) == (1011, "é" * 61)
+
+
+def test_fail_before_the_handshake_is_invalid_state() -> None:
+    with pytest.raises(InvalidState):
+        ServerConnection().fail()
+
+
+# -- the writer's fast paths against its general path
+
+
+@settings(max_examples=100)
+@given(st.one_of(st.text(max_size=300), st.binary(max_size=300)), st.booleans())
+def test_fast_sends_write_what_the_general_path_writes(message: str | bytes, as_client: bool) -> None:
+    """``send``/``send_text`` without fragmentation take the fast path; one whole fragment takes the general one."""
+    client, server = open_pair()
+    sender, receiver = (client, server) if as_client else (server, client)
+    payload = message.encode() if isinstance(message, str) else message
+    if isinstance(message, str):
+        sender.send_text(message)
+    sender.send(message)
+    fast = sender.data_to_send()
+    if isinstance(message, str):
+        sender.send_text(message, fragment_size=len(payload) + 1)
+    sender.send(message, fragment_size=len(payload) + 1)
+    general = sender.data_to_send()
+    if not as_client:
+        assert fast == general  # a server's frames have no random part
+    expected = [TextMessage(message) if isinstance(message, str) else BinaryMessage(message)]
+    expected *= 2 if isinstance(message, str) else 1
+    assert transfer_bytes(receiver, fast) == expected
+    assert transfer_bytes(receiver, general) == expected
+
+
+def transfer_bytes(receiver: ServerConnection | ClientConnection, data: bytes) -> list[object]:
+    receiver.receive_data(data)
+    return receiver.events()
+
+
+def test_send_text_refuses_bytes() -> None:
+    _, server = open_pair()
+    with pytest.raises(TypeError):
+        server.send_text(b"not text")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        server.send_binary("not bytes")  # type: ignore[arg-type]
 
 
 def test_paused_pongs_answer_only_the_latest_ping() -> None:

@@ -1,4 +1,4 @@
-"""Random interleavings of sends, deliveries, pings, closes, garbage and EOF on a client/server pair.
+"""Random interleavings of sends, deliveries, pings, closes, failures, garbage and EOF on a client/server pair.
 
 The invariants: nothing but typed errors ever escapes, no event follows the
 event that ends a connection, every close code reported is one the
@@ -19,6 +19,7 @@ from wsstack.events import (
     BinaryMessage,
     CloseReceived,
     ConnectionLost,
+    LocalFailure,
     Ping,
     Pong,
     ProtocolFailure,
@@ -27,7 +28,7 @@ from wsstack.events import (
 from wsstack.frames import is_sendable_close_code
 from wsstack.options import Options
 
-ENDINGS = (CloseReceived, ProtocolFailure, ConnectionLost)
+ENDINGS = (CloseReceived, ProtocolFailure, LocalFailure, ConnectionLost)
 ALLOWED = (TextMessage, BinaryMessage, Ping, Pong, *ENDINGS)
 sides = st.sampled_from(["client", "server"])
 
@@ -97,6 +98,15 @@ class ConnectionPair(RuleBasedStateMachine):
         except ValueError:
             assert len(reason.encode()) > 123
         self.pump_out(side)
+
+    @rule(side=sides)
+    def fail(self, side: str) -> None:
+        conn = self.conns[side]
+        was_closed = conn.state is State.CLOSED
+        conn.fail(1011, "gave up")
+        if not was_closed:
+            assert conn.state is State.CLOSED and conn.close_code == 1011
+        self.collect(side)
 
     @precondition(lambda self: any(self.wire.values()))
     @rule(side=sides, amount=st.integers(1, 300))

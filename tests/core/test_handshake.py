@@ -13,7 +13,7 @@ from wsstack.errors import InvalidHandshake
 from wsstack.handshake import (
     GUID,
     ClientHandshake,
-    Extension,
+    ExtensionHeader,
     accept_key,
     accept_response,
     check_request,
@@ -276,10 +276,13 @@ def test_parse_extensions_rejects_malformed(value: str) -> None:
 
 
 def test_format_extensions() -> None:
-    extensions: list[Extension] = [("permessage-deflate", [("client_max_window_bits", None), ("x", "15")]), ("e", [])]
+    extensions: list[ExtensionHeader] = [
+        ("permessage-deflate", [("client_max_window_bits", None), ("x", "15")]),
+        ("e", []),
+    ]
     assert format_extensions(extensions) == "permessage-deflate; client_max_window_bits; x=15, e"
     assert format_extensions([]) == ""
-    malformed: list[list[Extension]] = [
+    malformed: list[list[ExtensionHeader]] = [
         [("a b", [])],
         [("a", [("p q", None)])],
         [("a", [("p", "needs quoting")])],
@@ -296,12 +299,12 @@ extension_lists = st.lists(st.tuples(tokens, st.lists(st.tuples(tokens, st.none(
 
 
 @given(extension_lists)
-def test_extension_round_trip(extensions: list[Extension]) -> None:
+def test_extension_round_trip(extensions: list[ExtensionHeader]) -> None:
     assert parse_extensions([format_extensions(extensions)]) == extensions
 
 
 @given(extension_lists, st.data())
-def test_quoted_and_spaced_forms_parse_the_same(extensions: list[Extension], data: st.DataObject) -> None:
+def test_quoted_and_spaced_forms_parse_the_same(extensions: list[ExtensionHeader], data: st.DataObject) -> None:
     """Quoting a value (escaping arbitrary characters) and adding whitespace changes nothing."""
 
     def quote(value: str) -> str:

@@ -363,9 +363,8 @@ def _unmasked(first_byte: int, payload: bytes) -> bytes:
 BOMB = textwrap.dedent(
     """
     import sys, time, zlib
-    from wsstack.connection import ServerConnection, State
+    from wsstack.connection import ClientConnection, ServerConnection
     from wsstack.events import ProtocolFailure
-    from wsstack.extensions import PerMessageDeflate
     from wsstack.options import Options
 
     def status(field):
@@ -388,8 +387,12 @@ BOMB = textwrap.dedent(
         wire = frame(0xC2, (segment * 1024)[:-4])
     else:  # 1024 frames of 1 KiB, each inflating to 1 MiB
         wire = frame(0x42, segment) + frame(0x00, segment) * 1022 + frame(0x80, segment[:-4])
-    server = ServerConnection(Options(max_message_size=LIMIT), state=State.OPEN)
-    server._open(None, [PerMessageDeflate()])
+    client = ClientConnection("ws://example.com/", Options(enable_compression=True))
+    server = ServerConnection(Options(max_message_size=LIMIT, enable_compression=True))
+    server.receive_data(client.data_to_send())
+    server.events()
+    server.accept()
+    assert server.extensions and server.data_to_send()
     before = status("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # start the peak (VmHWM) afresh, from here

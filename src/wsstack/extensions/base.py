@@ -12,13 +12,18 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-ExtensionParams = list[tuple[str, "str | None"]]
+from ..handshake import ExtensionParams
 
 __all__ = ["Extension", "ExtensionParams", "ClientExtensionFactory", "ServerExtensionFactory"]
 
 
 class Extension(ABC):
-    """A negotiated extension, bound to one connection."""
+    """A negotiated extension, bound to one connection.
+
+    Not to be confused with ``handshake.ExtensionHeader``, one extension as
+    the Sec-WebSocket-Extensions header lists it (a name and parameters):
+    factories read offers and answers in that form and make one of these.
+    """
 
     #: Registered extension token, e.g. ``"permessage-deflate"``.
     name: str

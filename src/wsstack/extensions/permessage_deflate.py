@@ -30,12 +30,12 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from ..errors import InternalError, InvalidHandshake, InvalidPayloadData, MessageTooBig
+from ..frames import RSV1
 from .base import ClientExtensionFactory, Extension, ExtensionParams, ServerExtensionFactory
 
 __all__ = ["PerMessageDeflate", "ServerPerMessageDeflate", "ClientPerMessageDeflate"]
 
 NAME = "permessage-deflate"
-RSV1 = 0x40
 
 # The empty stored block a flush ends with; it stays off the wire (RFC 7692 §7.2.1).
 _MARKER = b"\x00\x00\xff\xff"
