@@ -656,3 +656,21 @@ def test_run_picks_uvloop_when_installed() -> None:
     assert _loop_factory("uvloop") is uvloop.new_event_loop
     with pytest.raises(ValueError):
         _loop_factory("trio")
+
+
+def test_the_heartbeat_pings_every_interval_even_when_the_timeout_is_longer() -> None:
+    async def main() -> None:
+        server = echo_server(Options(ping_interval=0.1, ping_timeout=5.0))
+        url = await started(server)
+        async with connect(url, options=Options(ping_interval=None)) as ws:
+            loop = asyncio.get_running_loop()
+            pings = 0
+            deadline = loop.time() + 1.0
+            while loop.time() < deadline:
+                frame = await asyncio.wait_for(ws.recv_frame(), 1.0)
+                if frame is not None and frame.opcode == Opcode.PING:
+                    pings += 1
+            assert pings >= 6  # about ten; before the fix, one per ping_timeout
+        await server.close()
+
+    run(main())

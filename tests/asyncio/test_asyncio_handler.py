@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from helpers import masked
 from wsstack.asyncio import Server, WebSocket, connect
 from wsstack.errors import ConnectionClosed, InvalidState
 from wsstack.frames import Frame, Opcode
@@ -253,8 +254,6 @@ def open_websocket(loop: asyncio.AbstractEventLoop) -> tuple[WebSocket, FakeTran
 
 
 def client_frame(opcode: int, payload: bytes) -> bytes:
-    from helpers import masked
-
     return masked(0x80 | opcode, payload)
 
 
@@ -311,5 +310,40 @@ def test_handler_cannot_take_over_from_a_waiting_recv() -> None:
             ws.set_message_handler(print)
         ws.data_received(client_frame(0x1, b"for recv"))
         assert await waiting == "for recv"
+
+    run(main())
+
+
+def test_a_peers_error_after_a_message_is_answered_once_the_handler_has_it() -> None:
+    """The held close frame goes out right after the handler's reply, not close_timeout later."""
+
+    async def main() -> None:
+        options = Options(close_timeout=5.0, ping_interval=None)
+        server, url = await serve(lambda ws: ws.set_message_handler(ws.send_nowait), options)
+        async with connect(url, options=Options(ping_interval=None)) as ws:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            # A message, then a frame with a reserved opcode, in one write.
+            ws._transport.write(masked(0x81, b"hi") + masked(0x83, b""))
+            assert await ws.recv() == "hi"
+            assert await ws.recv() is None
+            assert ws.close_code == 1002
+            assert loop.time() - started < 2.0
+        await server.close()
+
+    run(main())
+
+
+def test_waiting_in_wait_closed_keeps_an_open_connection() -> None:
+    """wait_closed() only bounds a closing handshake; an open connection lives past close_timeout."""
+
+    async def main() -> None:
+        options = Options(close_timeout=0.3, ping_interval=None)
+        server, url = await serve(lambda ws: ws.set_message_handler(ws.send_nowait), options)
+        async with connect(url, options=Options(ping_interval=None)) as ws:
+            await asyncio.sleep(0.6)  # twice close_timeout, idle: the behaviour under test
+            await ws.send("still here")
+            assert await ws.recv() == "still here"
+        await server.close()
 
     run(main())

@@ -42,7 +42,7 @@ def plain(method: str, path: str, extra: str = "") -> bytes:
 def test_a_request_goes_to_its_route() -> None:
     http = HTTPSession(server())
     request = receive(http, UPGRADE)
-    assert http.core.state is State.CONNECTING
+    assert http.core.state is State.REQUEST_RECEIVED
     assert http.route(request) == (handler, None, None)
 
 
@@ -57,7 +57,7 @@ def test_unknown_paths_and_methods_keep_the_connection(request_bytes: bytes, sta
     assert keep_alive is None
     assert http.respond(answer, keep_alive) is False
     assert http.core.data_to_send().startswith(f"HTTP/1.1 {status} ".encode())
-    assert http.core.state is State.CONNECTING  # reading the next request
+    assert http.core.state is State.KEEP_ALIVE  # reading the next request
 
 
 def test_a_browser_from_another_origin_gets_403_and_a_closed_connection() -> None:

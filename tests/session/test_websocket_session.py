@@ -15,6 +15,7 @@ from wsstack.session import (
     ACKNOWLEDGED,
     CLOSE_TCP,
     ENDED,
+    HEARTBEAT,
     HOLD,
     LINGER,
     PAUSE_READING,
@@ -188,9 +189,10 @@ def test_the_heartbeat_pings_every_interval_after_the_last_answer() -> None:
     events = transfer(server, client)
     assert [type(e).__name__ for e in events] == ["Ping"]
     pong = client.data_to_send()
-    assert session.receive_data(pong) & ACKNOWLEDGED
+    assert session.receive_data(pong) == ACKNOWLEDGED | HEARTBEAT
     assert session.take_acknowledged(106.0) == []  # the heartbeat's own ping settles nobody
-    assert session.heartbeat(107.0) == (0, 111.0)  # answered at 106: next ping five seconds later
+    assert session.heartbeat_due == 111.0  # answered at 106: the timer is re-armed for five seconds later
+    assert session.heartbeat(107.0) == (0, 111.0)
 
 
 def test_an_unanswered_heartbeat_fails_the_connection_with_1011() -> None:
@@ -200,10 +202,30 @@ def test_an_unanswered_heartbeat_fails_the_connection_with_1011() -> None:
     session.heartbeat(5.0)
     assert session.heartbeat(6.9)[0] == 0  # not yet
     actions, when = session.heartbeat(7.0)
-    assert actions == CLOSE_TCP and when is None
+    assert actions == CLOSE_TCP | WAKE and when is None  # a waiting recv() learns at once
     assert server.state is State.CLOSED and server.close_code == 1011
     events = transfer(server, client)
     assert any(getattr(e, "code", None) == 1011 for e in events)
+
+
+def test_a_short_interval_pings_that_often_whatever_the_timeout() -> None:
+    """The timer armed for the ping's timeout moves to the next ping once the pong is in."""
+    client, server = open_pair(Options(ping_interval=0.2, ping_timeout=1.0))
+    session = WebSocketSession(server)
+    when = session.heartbeat_start(0.0)
+    pings = 0
+    while when is not None and when < 2.0:
+        now = when
+        _, when = session.heartbeat(now)
+        ping = server.data_to_send()
+        if ping:
+            pings += 1
+            client.receive_data(ping)
+            now += 0.01  # the pong comes 10 ms later
+            if session.receive_data(client.data_to_send()) & HEARTBEAT:
+                session.take_acknowledged(now)
+                when = session.heartbeat_due  # where the transport re-arms its timer
+    assert pings == 9  # one every 0.21 s: at 0.2, 0.41, ... 1.88
 
 
 def test_without_a_ping_timeout_the_heartbeat_waits_for_its_pong() -> None:
@@ -228,7 +250,7 @@ def test_no_heartbeat_without_an_interval_or_once_closed() -> None:
 
 def test_a_held_failure_waits_for_the_messages_before_it() -> None:
     core = open_server()
-    core.hold_failure_close = True
+    core.hold_failures = True
     session = WebSocketSession(core)
     actions = session.receive_data(text(b"before") + masked(0x83, b""))  # then a reserved opcode
     assert actions & HOLD and actions & WAKE
@@ -241,16 +263,28 @@ def test_a_held_failure_waits_for_the_messages_before_it() -> None:
 
 def test_a_failure_with_nothing_before_it_is_sent_at_once() -> None:
     core = open_server()
-    core.hold_failure_close = True
+    core.hold_failures = True
     session = WebSocketSession(core)
     actions = session.receive_data(masked(0x83, b""))
     assert not actions & HOLD and actions & CLOSE_TCP
     assert core.data_to_send() == b"\x88\x11\x03\xeareserved opcode"
 
 
+def test_an_inline_consumer_releases_a_held_failure_once_it_has_taken_everything() -> None:
+    core = open_server()
+    core.hold_failures = True
+    session = WebSocketSession(core)
+    session.set_inline_consumer(True)
+    assert session.receive_data(text(b"before") + masked(0x83, b"")) & HOLD
+    assert session.drained() == 0  # the consumer has not taken the message yet
+    session.queue.popleft()
+    assert session.drained() & CLOSE_TCP
+    assert core.data_to_send().startswith(b"\x88")
+
+
 def test_the_failure_timer_releases_a_held_failure() -> None:
     core = open_server()
-    core.hold_failure_close = True
+    core.hold_failures = True
     session = WebSocketSession(core)
     session.receive_data(text(b"unread") + masked(0x83, b""))
     assert session.release_held_failure() & CLOSE_TCP

@@ -552,3 +552,52 @@ def test_without_epoll(no_epoll: None) -> None:
         ws.send("still fine")
         assert ws.recv(timeout=STEP) == "still fine"
     assert ws.close_code == 1000
+
+
+@bounded(30)
+def test_the_heartbeat_pings_every_interval_even_when_the_timeout_is_longer() -> None:
+    server = Server(Options(ping_interval=0.1, ping_timeout=5.0))
+
+    @server.get("/ws")
+    def idle(ctx: Context) -> None:
+        ctx.upgrade_to_websocket().wait_closed(STEP)
+
+    with serving(server) as url, connect(url, options=Options(ping_interval=None)) as ws:
+        pings = 0
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            frame = ws.recv_frame(timeout=STEP)
+            if frame is not None and frame.opcode == Opcode.PING:
+                pings += 1
+        assert pings >= 6  # about ten; one per ping_timeout would be none
+
+
+@bounded(30)
+def test_messages_that_came_with_the_upgrade_still_bound_the_queue() -> None:
+    """max_queue messages in the upgrade's packet pause reading, and starting the connection keeps it paused."""
+    reading = threading.Event()
+    queued: list[int] = []
+    server = Server(Options(max_queue=4, ping_interval=None))
+
+    @server.get("/ws")
+    def lazy(ctx: Context) -> None:
+        ws = ctx.upgrade_to_websocket()
+        reading.wait(STEP)
+        queued.append(len(ws._queue))
+        while ws.recv(timeout=STEP) is not None:
+            pass
+
+    message = masked(0x82, b"m" * 1000)
+    with serving(server), raw_connection(server.port, HANDSHAKE + message * 4) as sock:
+        sock.settimeout(0.2)
+        sent = 0
+        try:
+            for _ in range(20000):
+                sock.sendall(message)
+                sent += 1
+        except TimeoutError:
+            pass  # the server stopped reading: the behaviour under test
+        reading.set()
+        wait_until(lambda: queued)
+        assert queued[0] <= 4 + 262144 // 1000  # max_queue plus what one read hands over
+        assert sent < 20000

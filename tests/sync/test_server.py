@@ -270,3 +270,31 @@ def test_serve_forever_until_shutdown_and_context_manager() -> None:
         server.serve_forever()
     with pytest.raises(InvalidState):
         Server().serve_forever()  # not listening
+
+
+@bounded(30)
+@pytest.mark.parametrize("handler_is", ["busy", "in recv"])
+def test_shutdown_drops_connections_whose_peer_never_answers_the_close(handler_is: str) -> None:
+    """At the deadline the TCP connection goes, whether the handler reads its socket directly or not."""
+    server = Server(Options(ping_interval=None, close_timeout=30))
+    release = threading.Event()
+
+    @server.get("/ws")
+    def stubborn(ctx: Context) -> None:
+        ws = ctx.upgrade_to_websocket()
+        if handler_is == "busy":
+            release.wait(STEP)
+        else:
+            ws.recv()
+
+    server.listen(0)
+    try:
+        with raw_connection(server.port) as sock:
+            wait_until(lambda: server.connections)
+            started = time.monotonic()
+            server.shutdown(timeout=0.5)
+            sock.settimeout(STEP)
+            assert read_all(sock) == b"\x88\x16\x03\xe9server shutting down"  # 1001, then the end
+            assert time.monotonic() - started < 3.0
+    finally:
+        release.set()

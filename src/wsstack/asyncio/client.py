@@ -105,7 +105,7 @@ class connect:
             self.url, self.options, subprotocols=self.subprotocols, headers=self.headers, origin=self.origin
         )
         # As on the server: replies to messages before a peer's error go out before the close.
-        core.hold_failure_close = True
+        core.hold_failures = True
         context = self.ssl
         if secure and context is None:
             context = ssl_module.create_default_context()

@@ -25,7 +25,17 @@ from ..errors import ConnectionClosed, InvalidState
 from ..events import Event
 from ..frames import Frame
 from ..session import CoreView, SharedFrames, WebSocketSession
-from ..session.websocket import ACKNOWLEDGED, CLOSE_TCP, ENDED, HOLD, LINGER, PAUSE_READING, RESUME_READING, WAKE
+from ..session.websocket import (
+    ACKNOWLEDGED,
+    CLOSE_TCP,
+    ENDED,
+    HEARTBEAT,
+    HOLD,
+    LINGER,
+    PAUSE_READING,
+    RESUME_READING,
+    WAKE,
+)
 from .waiter import Waiter
 
 __all__ = ["WebSocket"]
@@ -46,6 +56,7 @@ class WebSocket(CoreView):
 
     __slots__ = (
         "_session",
+        "_receive",
         "_core",
         "_queue",
         "_transport",
@@ -69,6 +80,7 @@ class WebSocket(CoreView):
         on_close: Callable[[WebSocket], object] | None = None,
     ) -> None:
         self._session = session = WebSocketSession(core)
+        self._receive = session.receive_data
         self._core = core
         self._queue = session.queue
         self._transport = transport
@@ -245,10 +257,11 @@ class WebSocket(CoreView):
         await self.wait_closed()
 
     async def wait_closed(self) -> None:
-        """Wait until the TCP connection is gone (closing it after ``close_timeout``)."""
+        """Wait until the TCP connection is gone; once closing, abort it after ``close_timeout``."""
         if self._lost.done():
             return
-        self._arm_close_timer()
+        if self._core.state is not State.OPEN:
+            self._arm_close_timer()
         await asyncio.shield(self._lost)
 
     def abort(self) -> None:
@@ -271,9 +284,15 @@ class WebSocket(CoreView):
         self._act(self._session.process_events(taken))
 
     def data_received(self, data: bytes) -> None:
-        actions = self._session.receive_data(data)
-        if actions:
-            # Called by the transport, outside any task: a waiting recv() resumes right here.
+        actions = self._receive(data)
+        if actions == WAKE and self._handler is None:
+            # The usual read, without _act's other checks: messages for recv(). Called by the
+            # transport, outside any task, so a waiting recv() resumes right here.
+            waiter = self._recv_waiter
+            if waiter is not None:
+                self._recv_waiter = None
+                waiter.wake(True)
+        elif actions:
             self._act(actions, eager=True)
             return
         data = self._core.data_to_send()
@@ -316,12 +335,16 @@ class WebSocket(CoreView):
             for waiter, rtt in session.take_acknowledged(self._loop.time()):
                 if not waiter.done():
                     waiter.set_result(rtt)
+            if actions & HEARTBEAT and self._heartbeat is not None:
+                self._heartbeat.cancel()
+                self._heartbeat = self._loop.call_at(session.heartbeat_due, self._heartbeat_fired)
         if actions & HOLD and self._failure_timer is None:
             # Released once the application has read what came before the error.
             self._failure_timer = self._loop.call_later(session.close_timeout or 0, self._release_held_failure)
         if actions & WAKE:
             if self._handler is not None:
                 self._feed_handler()
+                actions |= session.drained()
             else:
                 self._wake_recv(eager)
         if actions & RESUME_READING and not session.reading_paused:
@@ -332,6 +355,9 @@ class WebSocket(CoreView):
         if actions & CLOSE_TCP:
             self._transport.close()
             self._arm_close_timer()
+            if self._failure_timer is not None:
+                self._failure_timer.cancel()
+                self._failure_timer = None
         elif actions & LINGER:
             self._arm_close_timer()
 

@@ -20,6 +20,7 @@ from .websocket import (
     ACKNOWLEDGED,
     CLOSE_TCP,
     ENDED,
+    HEARTBEAT,
     HOLD,
     LINGER,
     PAUSE_READING,
@@ -44,4 +45,5 @@ __all__ = [
     "LINGER",
     "HOLD",
     "ENDED",
+    "HEARTBEAT",
 ]

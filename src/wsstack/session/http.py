@@ -53,7 +53,7 @@ class HTTPSession:
         self.core = ServerConnection(server.options)
         # A peer's protocol error is answered after the handler has seen (and
         # possibly replied to) the messages that came before it.
-        self.core.hold_failure_close = True
+        self.core.hold_failures = True
 
     def next_request(self) -> Request | None:
         """The request that arrived complete, if one did."""
@@ -95,10 +95,12 @@ class HTTPSession:
         """
         core = self.core
         request = core.request
-        if core.state is not State.CONNECTING or request is None:
+        if core.state is not State.REQUEST_RECEIVED or request is None:
             return None
         if request.method == "HEAD":
             response.body = b""
+        if self.server.closing:
+            keep_alive = False  # and the answer says so (Connection: close)
         core.respond(response, keep_alive)
         return self.core.state is State.CLOSED or self.server.closing
 

@@ -59,7 +59,7 @@ def connect(
     secure, host, port, _ = parse_ws_url(url)
     core = ClientConnection(url, options, subprotocols=subprotocols, headers=headers, origin=origin)
     # As on the server: replies to messages before a peer's error go out before the close.
-    core.hold_failure_close = True
+    core.hold_failures = True
     timeout = options.open_timeout
     deadline = None if timeout is None else time.monotonic() + timeout
     sock = socket.create_connection((host, port), timeout=timeout)

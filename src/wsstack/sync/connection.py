@@ -32,7 +32,17 @@ from ..errors import InvalidState
 from ..events import Event
 from ..frames import Frame
 from ..session import CoreView, SharedFrames, WebSocketSession
-from ..session.websocket import ACKNOWLEDGED, CLOSE_TCP, ENDED, HOLD, LINGER, PAUSE_READING, RESUME_READING, WAKE
+from ..session.websocket import (
+    ACKNOWLEDGED,
+    CLOSE_TCP,
+    ENDED,
+    HEARTBEAT,
+    HOLD,
+    LINGER,
+    PAUSE_READING,
+    RESUME_READING,
+    WAKE,
+)
 from .reactor import Timer
 from .transport import Transport
 
@@ -268,8 +278,8 @@ class WebSocket(CoreView):
                 self._wait(deadline)
 
     def abort(self) -> None:
-        """Drop the TCP connection now, without a closing handshake (any thread)."""
-        self._transport.abort()
+        """Drop the TCP connection now, without a closing handshake (any thread; at once on the I/O thread)."""
+        self._on_io_thread(self._transport.abort_now)
 
     def __enter__(self) -> WebSocket:
         return self
@@ -293,9 +303,13 @@ class WebSocket(CoreView):
 
     def start(self) -> None:
         """Begin reading and the heartbeat (I/O thread: timers and registrations are its own)."""
-        self._transport.start()
+        transport = self._transport
+        transport.start()
         with self._lock:
-            when = self._session.heartbeat_start(time.monotonic())
+            session = self._session
+            if session.reading_paused:
+                transport.pause_reading()  # opened() queued max_queue messages already
+            when = None if session.lost else session.heartbeat_start(time.monotonic())
         if when is not None:
             self._arm_heartbeat(when)
 
@@ -308,7 +322,10 @@ class WebSocket(CoreView):
         # The core copies what it is given at once (into its frame buffer), so a
         # view of the reactor's shared read buffer does not outlive this call.
         actions = session.receive_data(cast(bytes, data))
-        if actions:
+        if actions == WAKE:
+            # The usual read, without _act's other checks: messages for recv().
+            self._cond.notify_all()
+        elif actions:
             return self._act(actions)
         out = self._core.data_to_send()
         if out:
@@ -353,7 +370,7 @@ class WebSocket(CoreView):
         if out:
             transport.write(out)
         acks = session.take_acknowledged(time.monotonic()) if actions & ACKNOWLEDGED else None
-        later = actions & (HOLD | CLOSE_TCP | LINGER)
+        later = actions & (HOLD | CLOSE_TCP | LINGER | HEARTBEAT)
         if acks or later:
             return lambda: self._after(acks, later)
         return None
@@ -378,6 +395,9 @@ class WebSocket(CoreView):
         if actions & HOLD and self._failure_timer is None and not self._session.lost:
             # Sent once the application has read (and perhaps answered) what came before.
             self._failure_timer = reactor.call_later(timeout or 0, self._release_held_failure)
+        if actions & HEARTBEAT and self._heartbeat is not None:
+            self._heartbeat.cancel()
+            self._arm_heartbeat(self._session.heartbeat_due)
         if actions & CLOSE_TCP:
             self._transport.close()
         elif actions & LINGER and self._close_timer is None and timeout is not None and not self._session.lost:

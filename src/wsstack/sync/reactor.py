@@ -203,7 +203,10 @@ class Reactor:
 
     def set_events(self, fd: int, events: int) -> None:
         """Change what a registered descriptor is watched for (``threadsafe`` pollers only, or the I/O thread)."""
-        self._poller.modify(fd, events)
+        try:
+            self._poller.modify(fd, events)
+        except ValueError:
+            pass  # the loop has ended and closed its poller: there is nothing left to watch for
 
     def linger(self, target: Lingering) -> None:
         """Ask ``target.linger_tick`` at every tick until it returns False."""

@@ -34,6 +34,9 @@ logger = logging.getLogger("wsstack")
 
 Handler = Callable[["Context"], None]
 
+#: Seconds shutdown() waits, after aborting them, for the last WebSockets to be gone.
+_ABORT_WAIT = 1.0
+
 #: Connections taken from the listening socket per readiness event, so a
 #: burst of new clients cannot starve the ones already connected.
 _ACCEPT_BATCH = 64
@@ -129,7 +132,7 @@ class _HTTPConnection:
     def _await_next(self) -> None:
         """Back from a handler with keep-alive: read the next request (I/O thread)."""
         self.busy = False
-        if self.core.state is not State.CONNECTING:
+        if self.core.state >= State.OPEN:
             return  # answered with Connection: close
         if self.server.closing:
             self.transport.close()
@@ -145,7 +148,7 @@ class _HTTPConnection:
         while request is not None and not self.upgraded:
             self._handle(request)
             with self.transport.lock:
-                pending = not self.upgraded and self.core.state is State.CONNECTING
+                pending = not self.upgraded and self.core.state < State.OPEN
                 request = self.http.next_request() if pending else None
         if not self.upgraded:
             self.server._reactor.call_soon(self._await_next)
@@ -181,13 +184,13 @@ class _HTTPConnection:
         # The server's lock makes the max_connections check and the registration one step.
         with server._lock, transport.lock:
             refusal = self.http.upgrade(options, subprotocol)
+            # The answer goes out before anything a broadcast may write once ws is in connections.
+            transport.write(self.core.data_to_send())
             if refusal is None:
                 ws = WebSocket(self.core, transport, server._forget)
                 transport.protocol = ws
                 self.upgraded = True
                 server.connections.add(ws)
-            else:
-                transport.write(self.core.data_to_send())
         if refusal is not None:
             transport.close()
             raise refusal
@@ -217,6 +220,7 @@ class Server(RoutedServer[Handler]):
         #: Open WebSockets; take a copy to iterate (handler threads add to it).
         self.connections: set[WebSocket] = set()
         self._lock = threading.Lock()
+        self._connections_gone = threading.Condition(self._lock)
         self._http: set[_HTTPConnection] = set()
         # Handler threads: started, and running (by ident); signalled as each ends.
         self._handlers = 0
@@ -274,6 +278,10 @@ class Server(RoutedServer[Handler]):
             with self._handlers_done:
                 self._handlers_done.wait_for(lambda: self._handlers <= me, max(0.0, deadline - time.monotonic()))
             self._reactor.call_soon(self._abort_all)
+            # A handler reading its socket directly gives it back to the I/O thread to be
+            # closed (transport.py, end_direct): keep the loop running until that is done.
+            with self._connections_gone:
+                self._connections_gone.wait_for(lambda: not self.connections, _ABORT_WAIT)
             self._reactor.stop(timeout=5)
         self._stopped.set()
 
@@ -338,6 +346,8 @@ class Server(RoutedServer[Handler]):
     def _forget(self, ws: WebSocket) -> None:
         with self._lock:
             self.connections.discard(ws)
+            if not self.connections:
+                self._connections_gone.notify_all()
 
     def _accept(self) -> None:
         listener = self._listener
