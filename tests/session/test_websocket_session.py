@@ -11,18 +11,7 @@ from wsstack.connection import State
 from wsstack.errors import ConnectionClosed
 from wsstack.frames import Frame, Opcode
 from wsstack.options import Options
-from wsstack.session import (
-    ACKNOWLEDGED,
-    CLOSE_TCP,
-    ENDED,
-    HEARTBEAT,
-    HOLD,
-    LINGER,
-    PAUSE_READING,
-    RESUME_READING,
-    WAKE,
-    WebSocketSession,
-)
+from wsstack.session import Action, WebSocketSession
 
 
 def text(payload: bytes) -> bytes:
@@ -39,22 +28,22 @@ def session_for(**options: Any) -> WebSocketSession:
 def test_messages_are_queued_and_wake_the_receiver() -> None:
     session = session_for()
     actions = session.receive_data(text(b"one") + text(b"two"))
-    assert actions == WAKE
+    assert actions == Action.WAKE
     assert list(session.queue) == ["one", "two"]
 
 
 def test_reading_pauses_at_max_queue_and_resumes_at_half() -> None:
     session = session_for(max_queue=4)
-    assert session.receive_data(text(b"a") * 3) == WAKE
-    assert session.receive_data(text(b"b")) == WAKE | PAUSE_READING
+    assert session.receive_data(text(b"a") * 3) == Action.WAKE
+    assert session.receive_data(text(b"b")) == Action.WAKE | Action.PAUSE_READING
     assert session.reading_paused
     # Already paused: more data (what one read had in flight) pauses nothing twice.
-    assert session.receive_data(text(b"c")) == WAKE
+    assert session.receive_data(text(b"c")) == Action.WAKE
     session.queue.popleft()
     session.queue.popleft()
     assert session.taken() == 0  # three left: above half of four
     session.queue.popleft()
-    assert session.taken() == RESUME_READING
+    assert session.taken() == Action.RESUME_READING
     assert not session.reading_paused
     assert session.taken() == 0
 
@@ -65,42 +54,42 @@ def test_while_closing_reading_goes_on_and_the_queue_stays_bounded() -> None:
     session.close(1000, "")
     assert session.core.state is State.CLOSING
     actions = session.receive_data(text(b"x") * 10)
-    assert not actions & PAUSE_READING
+    assert not actions & Action.PAUSE_READING
     assert list(session.queue) == ["x"] * 3
     actions = session.receive_data(masked(0x88, b"\x03\xe8"))
-    assert actions & CLOSE_TCP
+    assert actions & Action.CLOSE_TCP
     assert len(session.queue) == 3
 
 
 def test_close_resumes_a_paused_reader_for_the_peers_close_frame() -> None:
     session = session_for(max_queue=1)
-    assert session.receive_data(text(b"a")) & PAUSE_READING
-    assert session.close(1000, "bye") & RESUME_READING
+    assert session.receive_data(text(b"a")) & Action.PAUSE_READING
+    assert session.close(1000, "bye") & Action.RESUME_READING
     assert not session.reading_paused
 
 
 def test_an_inline_consumer_never_pauses_for_the_queue() -> None:
     session = session_for(max_queue=2)
     session.set_inline_consumer(True)
-    assert session.receive_data(text(b"m") * 50) == WAKE
+    assert session.receive_data(text(b"m") * 50) == Action.WAKE
     assert not session.reading_paused
 
 
 def test_an_inline_consumer_pauses_reading_while_writing_is_paused() -> None:
     session = session_for()
     session.set_inline_consumer(True)
-    assert session.pause_writing() == PAUSE_READING
+    assert session.pause_writing() == Action.PAUSE_READING
     session.queue.clear()
     assert session.taken() == 0  # the replies are still backlogged
-    assert session.resume_writing() == RESUME_READING
+    assert session.resume_writing() == Action.RESUME_READING
     assert not session.reading_paused
 
 
 def test_becoming_inline_while_writing_is_paused_pauses_reading() -> None:
     session = session_for()
     assert session.pause_writing() == 0  # a recv() loop waits in send() instead
-    assert session.set_inline_consumer(True) == PAUSE_READING
-    assert session.set_inline_consumer(False) == RESUME_READING
+    assert session.set_inline_consumer(True) == Action.PAUSE_READING
+    assert session.set_inline_consumer(False) == Action.RESUME_READING
 
 
 def test_pongs_wait_while_writing_is_paused_and_only_the_latest_goes_out() -> None:
@@ -116,7 +105,7 @@ def test_waiting_reports_the_end_once_nothing_more_can_come() -> None:
     session = session_for()
     assert session.waiting() == 0
     session.receive_data(masked(0x88, b"\x03\xe8"))
-    assert session.waiting() == ENDED
+    assert session.waiting() == Action.ENDED
 
 
 def test_frame_mode_turns_queued_messages_into_frames_in_place() -> None:
@@ -146,7 +135,7 @@ def test_a_pong_settles_its_ping_and_every_earlier_one_with_round_trip_times() -
     client.data_to_send()
     client.pong(b"2")
     actions = session.receive_data(client.data_to_send())
-    assert actions & ACKNOWLEDGED
+    assert actions & Action.ACKNOWLEDGED
     assert session.take_acknowledged(now=15.0) == [(first, 5.0), (second, 4.0)]
     assert session.take_acknowledged(now=16.0) == []
 
@@ -154,7 +143,7 @@ def test_a_pong_settles_its_ping_and_every_earlier_one_with_round_trip_times() -
 def test_a_pong_nobody_asked_for_acknowledges_nothing() -> None:
     session = session_for()
     session.ping(b"mine", object(), now=0.0)
-    assert not session.receive_data(masked(0x8A, b"other")) & ACKNOWLEDGED
+    assert not session.receive_data(masked(0x8A, b"other")) & Action.ACKNOWLEDGED
 
 
 def test_ping_payloads_are_random_by_default_and_unique_while_pending() -> None:
@@ -189,7 +178,7 @@ def test_the_heartbeat_pings_every_interval_after_the_last_answer() -> None:
     events = transfer(server, client)
     assert [type(e).__name__ for e in events] == ["Ping"]
     pong = client.data_to_send()
-    assert session.receive_data(pong) == ACKNOWLEDGED | HEARTBEAT
+    assert session.receive_data(pong) == Action.ACKNOWLEDGED | Action.HEARTBEAT
     assert session.take_acknowledged(106.0) == []  # the heartbeat's own ping settles nobody
     assert session.heartbeat_due == 111.0  # answered at 106: the timer is re-armed for five seconds later
     assert session.heartbeat(107.0) == (0, 111.0)
@@ -202,7 +191,7 @@ def test_an_unanswered_heartbeat_fails_the_connection_with_1011() -> None:
     session.heartbeat(5.0)
     assert session.heartbeat(6.9)[0] == 0  # not yet
     actions, when = session.heartbeat(7.0)
-    assert actions == CLOSE_TCP | WAKE and when is None  # a waiting recv() learns at once
+    assert actions == Action.CLOSE_TCP | Action.WAKE and when is None  # a waiting recv() learns at once
     assert server.state is State.CLOSED and server.close_code == 1011
     events = transfer(server, client)
     assert any(getattr(e, "code", None) == 1011 for e in events)
@@ -222,7 +211,7 @@ def test_a_short_interval_pings_that_often_whatever_the_timeout() -> None:
             pings += 1
             client.receive_data(ping)
             now += 0.01  # the pong comes 10 ms later
-            if session.receive_data(client.data_to_send()) & HEARTBEAT:
+            if session.receive_data(client.data_to_send()) & Action.HEARTBEAT:
                 session.take_acknowledged(now)
                 when = session.heartbeat_due  # where the transport re-arms its timer
     assert pings == 9  # one every 0.21 s: at 0.2, 0.41, ... 1.88
@@ -253,11 +242,11 @@ def test_a_held_failure_waits_for_the_messages_before_it() -> None:
     core.hold_failures = True
     session = WebSocketSession(core)
     actions = session.receive_data(text(b"before") + masked(0x83, b""))  # then a reserved opcode
-    assert actions & HOLD and actions & WAKE
+    assert actions & Action.HOLD and actions & Action.WAKE
     assert core.data_to_send() == b""  # no close frame yet
     assert session.queue.popleft() == "before"
     actions = session.waiting()
-    assert actions & CLOSE_TCP and actions & ENDED
+    assert actions & Action.CLOSE_TCP and actions & Action.ENDED
     assert core.data_to_send() == b"\x88\x11\x03\xeareserved opcode"
 
 
@@ -266,7 +255,7 @@ def test_a_failure_with_nothing_before_it_is_sent_at_once() -> None:
     core.hold_failures = True
     session = WebSocketSession(core)
     actions = session.receive_data(masked(0x83, b""))
-    assert not actions & HOLD and actions & CLOSE_TCP
+    assert not actions & Action.HOLD and actions & Action.CLOSE_TCP
     assert core.data_to_send() == b"\x88\x11\x03\xeareserved opcode"
 
 
@@ -275,10 +264,10 @@ def test_an_inline_consumer_releases_a_held_failure_once_it_has_taken_everything
     core.hold_failures = True
     session = WebSocketSession(core)
     session.set_inline_consumer(True)
-    assert session.receive_data(text(b"before") + masked(0x83, b"")) & HOLD
+    assert session.receive_data(text(b"before") + masked(0x83, b"")) & Action.HOLD
     assert session.drained() == 0  # the consumer has not taken the message yet
     session.queue.popleft()
-    assert session.drained() & CLOSE_TCP
+    assert session.drained() & Action.CLOSE_TCP
     assert core.data_to_send().startswith(b"\x88")
 
 
@@ -287,7 +276,7 @@ def test_the_failure_timer_releases_a_held_failure() -> None:
     core.hold_failures = True
     session = WebSocketSession(core)
     session.receive_data(text(b"unread") + masked(0x83, b""))
-    assert session.release_held_failure() & CLOSE_TCP
+    assert session.release_held_failure() & Action.CLOSE_TCP
     assert session.release_held_failure() == 0
 
 
@@ -299,16 +288,16 @@ def test_the_server_closes_tcp_at_once_and_the_client_lingers() -> None:
     server_session, client_session = WebSocketSession(server), WebSocketSession(client)
     client_session.close(1000, "")
     actions = server_session.receive_data(client.data_to_send())
-    assert actions & CLOSE_TCP
+    assert actions & Action.CLOSE_TCP
     actions = client_session.receive_data(server.data_to_send())
-    assert actions & LINGER and not actions & CLOSE_TCP
+    assert actions & Action.LINGER and not actions & Action.CLOSE_TCP
 
 
 def test_a_client_that_fails_the_connection_closes_tcp_itself() -> None:
     client, _ = open_pair()
     session = WebSocketSession(client)
     actions = session.receive_data(b"\x83\x00")  # a reserved opcode from the server
-    assert actions & CLOSE_TCP
+    assert actions & Action.CLOSE_TCP
 
 
 def test_nothing_more_is_decided_once_tcp_is_gone() -> None:

@@ -24,23 +24,15 @@ from ..connection import Connection, State
 from ..errors import ConnectionClosed, InvalidState
 from ..events import Event
 from ..frames import Frame
-from ..session import CoreView, SharedFrames, WebSocketSession
-from ..session.websocket import (
-    ACKNOWLEDGED,
-    CLOSE_TCP,
-    ENDED,
-    HEARTBEAT,
-    HOLD,
-    LINGER,
-    PAUSE_READING,
-    RESUME_READING,
-    WAKE,
-)
+from ..session import Action, CoreView, SharedFrames, WebSocketSession
 from .waiter import Waiter
 
 __all__ = ["WebSocket"]
 
 logger = logging.getLogger("wsstack")
+
+#: The one decision of the usual read, checked on each.
+_WAKE = Action.WAKE
 
 Message = str | bytes
 
@@ -151,9 +143,9 @@ class WebSocket(CoreView):
     def _wait_for_data(self) -> Waiter | None:
         """A waiter woken when something is queued, or None once nothing more can come."""
         actions = self._session.waiting()
-        if actions & ~ENDED:
+        if actions & ~Action.ENDED:
             self._act(actions)
-        if actions & ENDED:
+        if actions & Action.ENDED:
             return None
         # A cancelled recv() leaves its waiter behind; it is simply replaced.
         waiter = self._recv_waiter = Waiter(loop=self._loop)
@@ -285,13 +277,16 @@ class WebSocket(CoreView):
 
     def data_received(self, data: bytes) -> None:
         actions = self._receive(data)
-        if actions == WAKE and self._handler is None:
-            # The usual read, without _act's other checks: messages for recv(). Called by the
-            # transport, outside any task, so a waiting recv() resumes right here.
-            waiter = self._recv_waiter
-            if waiter is not None:
-                self._recv_waiter = None
-                waiter.wake(True)
+        if actions == _WAKE:
+            # The usual read, without _act's other checks: messages and nothing else.
+            if self._handler is None:
+                # Called by the transport, outside any task: a waiting recv() resumes right here.
+                waiter = self._recv_waiter
+                if waiter is not None:
+                    self._recv_waiter = None
+                    waiter.wake(True)
+            else:
+                self._feed_handler()
         elif actions:
             self._act(actions, eager=True)
             return
@@ -329,36 +324,36 @@ class WebSocket(CoreView):
     def _act(self, actions: int, eager: bool = False) -> None:
         """Carry out the session's decisions, then write what the core has for the wire."""
         session = self._session
-        if actions & PAUSE_READING:
+        if actions & Action.PAUSE_READING:
             self._transport.pause_reading()
-        if actions & ACKNOWLEDGED:
+        if actions & Action.ACKNOWLEDGED:
             for waiter, rtt in session.take_acknowledged(self._loop.time()):
                 if not waiter.done():
                     waiter.set_result(rtt)
-            if actions & HEARTBEAT and self._heartbeat is not None:
+            if actions & Action.HEARTBEAT and self._heartbeat is not None:
                 self._heartbeat.cancel()
                 self._heartbeat = self._loop.call_at(session.heartbeat_due, self._heartbeat_fired)
-        if actions & HOLD and self._failure_timer is None:
+        if actions & Action.HOLD and self._failure_timer is None:
             # Released once the application has read what came before the error.
             self._failure_timer = self._loop.call_later(session.close_timeout or 0, self._release_held_failure)
-        if actions & WAKE:
+        if actions & Action.WAKE:
             if self._handler is not None:
                 self._feed_handler()
                 actions |= session.drained()
             else:
                 self._wake_recv(eager)
-        if actions & RESUME_READING and not session.reading_paused:
+        if actions & Action.RESUME_READING and not session.reading_paused:
             self._transport.resume_reading()
         data = self._core.data_to_send()
         if data:
             self._transport.write(data)
-        if actions & CLOSE_TCP:
+        if actions & Action.CLOSE_TCP:
             self._transport.close()
             self._arm_close_timer()
             if self._failure_timer is not None:
                 self._failure_timer.cancel()
                 self._failure_timer = None
-        elif actions & LINGER:
+        elif actions & Action.LINGER:
             self._arm_close_timer()
 
     def _feed_handler(self) -> None:

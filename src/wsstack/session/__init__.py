@@ -7,7 +7,7 @@ decisions, and times come in as arguments.
 
 - ``websocket``: one connection's receive queue and its bounds, pings and
   round-trip times, heartbeat deadlines, held failures, frame mode and when
-  to close TCP (``WebSocketSession``, and its action flags);
+  to close TCP (``WebSocketSession``, and the ``Action`` flags it returns);
 - ``http``: a server's request cycle before an upgrade (``HTTPSession``);
 - ``broadcast``: one message to many connections, encoded once (``broadcast``);
 - ``view``: the read-only connection state every transport shows (``CoreView``).
@@ -16,34 +16,15 @@ decisions, and times come in as arguments.
 from .broadcast import Broadcastable, SharedFrames, broadcast
 from .http import HTTPSession, Outcome
 from .view import CoreView
-from .websocket import (
-    ACKNOWLEDGED,
-    CLOSE_TCP,
-    ENDED,
-    HEARTBEAT,
-    HOLD,
-    LINGER,
-    PAUSE_READING,
-    RESUME_READING,
-    WAKE,
-    WebSocketSession,
-)
+from .websocket import Action, WebSocketSession
 
 __all__ = [
     "WebSocketSession",
+    "Action",
     "HTTPSession",
     "Outcome",
     "SharedFrames",
     "Broadcastable",
     "broadcast",
     "CoreView",
-    "WAKE",
-    "PAUSE_READING",
-    "RESUME_READING",
-    "ACKNOWLEDGED",
-    "CLOSE_TCP",
-    "LINGER",
-    "HOLD",
-    "ENDED",
-    "HEARTBEAT",
 ]

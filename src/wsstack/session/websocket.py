@@ -48,44 +48,39 @@ from ..errors import ConnectionClosed
 from ..events import BinaryMessage, Event, Pong, ProtocolFailure, TextMessage
 from ..frames import Frame, Opcode
 
-__all__ = [
-    "WebSocketSession",
-    "WAKE",
-    "PAUSE_READING",
-    "RESUME_READING",
-    "ACKNOWLEDGED",
-    "CLOSE_TCP",
-    "LINGER",
-    "HOLD",
-    "ENDED",
-    "HEARTBEAT",
-]
+__all__ = ["WebSocketSession", "Action"]
 
 logger = logging.getLogger("wsstack")
 
-#: Messages were queued: wake the application waiting in ``recv()``.
-WAKE = 1
-#: Stop reading the socket.
-PAUSE_READING = 2
-#: Read the socket again.
-RESUME_READING = 4
-#: Pongs answered pings: settle them with ``take_acknowledged()``.
-ACKNOWLEDGED = 8
-#: Close the TCP connection now.
-CLOSE_TCP = 16
-#: A client waits for the server to close TCP: abort after ``close_timeout``.
-LINGER = 32
-#: Nothing more can be received (``waiting()`` only).
-ENDED = 128
-#: The heartbeat's ping was answered: re-arm the heartbeat timer at ``heartbeat_due``.
-HEARTBEAT = 256
-#: A protocol failure waits for the application to read what came before
-#: it: call ``release_held_failure()`` after ``close_timeout`` at the latest.
-HOLD = 64
+
+class Action:
+    """The decisions a session returns, as bits of an ``int`` (cheaper than an object per read)."""
+
+    #: Messages were queued: wake the application waiting in ``recv()``.
+    WAKE = 1
+    #: Stop reading the socket.
+    PAUSE_READING = 2
+    #: Read the socket again.
+    RESUME_READING = 4
+    #: Pongs answered pings: settle them with ``take_acknowledged()``.
+    ACKNOWLEDGED = 8
+    #: Close the TCP connection now.
+    CLOSE_TCP = 16
+    #: A client waits for the server to close TCP: abort after ``close_timeout``.
+    LINGER = 32
+    #: A protocol failure waits for the application to read what came before
+    #: it: call ``release_held_failure()`` after ``close_timeout`` at the latest.
+    HOLD = 64
+    #: Nothing more can be received (``waiting()`` only).
+    ENDED = 128
+    #: The heartbeat's ping was answered: re-arm the heartbeat timer at ``heartbeat_due``.
+    HEARTBEAT = 256
+
 
 # The states as module constants: an enum member lookup costs about 45 ns
 # in Python 3.11, and some of these checks run on every read.
 _OPEN, _CLOSING, _CLOSED = State.OPEN, State.CLOSING, State.CLOSED
+_WAKE = Action.WAKE
 
 #: The waiter the heartbeat puts in the ping table: nobody else settles it.
 _HEARTBEAT = object()
@@ -181,11 +176,11 @@ class WebSocketSession:
                 logger.info("failing connection: %s (%d)", event.error, event.code)
                 if self.core.held_failure is not None:
                     if queue:
-                        actions |= HOLD
+                        actions |= Action.HOLD
                     else:
                         self.core.release_held_failure()
         if queue:
-            actions |= WAKE
+            actions |= _WAKE
             if len(queue) >= self.max_queue and not self.inline_consumer:
                 actions |= self._queue_full()
         return actions
@@ -195,7 +190,7 @@ class WebSocketSession:
         if state is _OPEN:
             if not self.reading_paused:
                 self.reading_paused = True
-                return PAUSE_READING
+                return Action.PAUSE_READING
         elif state is _CLOSING:
             queue = self.queue
             while len(queue) > self.max_queue:
@@ -206,7 +201,7 @@ class WebSocketSession:
         """The application took messages from ``queue``: ``RESUME_READING`` once it has room again."""
         if self.reading_paused and len(self.queue) <= self.max_queue // 2 and not self._replies_backlogged():
             self.reading_paused = False
-            return RESUME_READING
+            return Action.RESUME_READING
         return 0
 
     def drained(self) -> int:
@@ -221,7 +216,7 @@ class WebSocketSession:
         """
         actions = self.release_held_failure() if self.core.held_failure is not None else 0
         if self.lost or self.core.state is _CLOSED:
-            actions |= ENDED
+            actions |= Action.ENDED
         return actions
 
     def enter_frame_mode(self) -> None:
@@ -256,7 +251,7 @@ class WebSocketSession:
         if self.inline_consumer and not self.reading_paused:
             # Inline consumers reply without waiting: take no more requests until the replies drain.
             self.reading_paused = True
-            return PAUSE_READING
+            return Action.PAUSE_READING
         return 0
 
     def resume_writing(self) -> int:
@@ -265,7 +260,7 @@ class WebSocketSession:
         self.core.resume_pongs()
         if self.inline_consumer and self.reading_paused and len(self.queue) < self.max_queue:
             self.reading_paused = False
-            return RESUME_READING
+            return Action.RESUME_READING
         return 0
 
     def set_inline_consumer(self, inline: bool) -> int:
@@ -273,11 +268,11 @@ class WebSocketSession:
         self.inline_consumer = inline
         if self.reading_paused and not self._replies_backlogged() and len(self.queue) < self.max_queue:
             self.reading_paused = False
-            return RESUME_READING
+            return Action.RESUME_READING
         if inline and self.writing_paused and not self.reading_paused:
             # No pause_writing() will come while the buffer stays over its limit.
             self.reading_paused = True
-            return PAUSE_READING
+            return Action.PAUSE_READING
         return 0
 
     def _replies_backlogged(self) -> bool:
@@ -302,13 +297,13 @@ class WebSocketSession:
     def _acknowledge(self, payload: bytes) -> int:
         pings = self._pings
         acknowledged = self._acknowledged
-        actions = ACKNOWLEDGED
+        actions = Action.ACKNOWLEDGED
         while pings:
             key = next(iter(pings))
             waiter, sent = pings.pop(key)
             acknowledged.append((waiter, sent))
             if waiter is _HEARTBEAT:
-                actions |= HEARTBEAT
+                actions |= Action.HEARTBEAT
             if key == payload:
                 break
         return actions
@@ -373,7 +368,7 @@ class WebSocketSession:
         if self.reading_paused:
             # The peer's close frame may be behind messages nobody will read now.
             self.reading_paused = False
-            actions |= RESUME_READING
+            actions |= Action.RESUME_READING
         return actions
 
     def fail(self, code: int, reason: str) -> None:
@@ -386,8 +381,8 @@ class WebSocketSession:
             return 0
         core = self.core
         if not core.is_client or not core.close_received:
-            return CLOSE_TCP | WAKE
-        return LINGER | WAKE
+            return Action.CLOSE_TCP | Action.WAKE
+        return Action.LINGER | Action.WAKE
 
     def connection_lost(self) -> tuple[ConnectionClosed, list[Any]]:
         """TCP is gone: the error for whoever still waits, and the ping waiters to fail with it."""

@@ -31,24 +31,16 @@ from ..connection import Connection, State
 from ..errors import InvalidState
 from ..events import Event
 from ..frames import Frame
-from ..session import CoreView, SharedFrames, WebSocketSession
-from ..session.websocket import (
-    ACKNOWLEDGED,
-    CLOSE_TCP,
-    ENDED,
-    HEARTBEAT,
-    HOLD,
-    LINGER,
-    PAUSE_READING,
-    RESUME_READING,
-    WAKE,
-)
+from ..session import Action, CoreView, SharedFrames, WebSocketSession
 from .reactor import Timer
 from .transport import Transport
 
 __all__ = ["WebSocket"]
 
 logger = logging.getLogger("wsstack")
+
+#: The one decision of the usual read, checked on each.
+_WAKE = Action.WAKE
 
 Message = str | bytes
 
@@ -125,9 +117,9 @@ class WebSocket(CoreView):
             deadline = None if timeout is None else time.monotonic() + timeout
             while not queue:
                 actions = self._session.waiting()
-                if actions & ~ENDED:
+                if actions & ~Action.ENDED:
                     self._act_now(actions)
-                if actions & ENDED:
+                if actions & Action.ENDED:
                     return None
                 if self._transport.begin_direct():
                     self._read_directly(deadline)
@@ -265,7 +257,7 @@ class WebSocket(CoreView):
             if self._session.lost:
                 return
             self._transport.stop_lingering()  # the I/O thread reads the answer
-            after = self._act(self._session.close(code, reason) | LINGER)
+            after = self._act(self._session.close(code, reason) | Action.LINGER)
         if after is not None:
             after()
 
@@ -322,7 +314,7 @@ class WebSocket(CoreView):
         # The core copies what it is given at once (into its frame buffer), so a
         # view of the reactor's shared read buffer does not outlive this call.
         actions = session.receive_data(cast(bytes, data))
-        if actions == WAKE:
+        if actions == _WAKE:
             # The usual read, without _act's other checks: messages for recv().
             self._cond.notify_all()
         elif actions:
@@ -360,17 +352,17 @@ class WebSocket(CoreView):
         """Carry out the session's decisions (lock held); what is left for after the lock is released."""
         session = self._session
         transport = self._transport
-        if actions & PAUSE_READING:
+        if actions & Action.PAUSE_READING:
             transport.pause_reading()
-        if actions & RESUME_READING and not session.reading_paused:
+        if actions & Action.RESUME_READING and not session.reading_paused:
             transport.resume_reading()
-        if actions & (WAKE | CLOSE_TCP | LINGER):
+        if actions & (Action.WAKE | Action.CLOSE_TCP | Action.LINGER):
             self._cond.notify_all()
         out = self._core.data_to_send()
         if out:
             transport.write(out)
-        acks = session.take_acknowledged(time.monotonic()) if actions & ACKNOWLEDGED else None
-        later = actions & (HOLD | CLOSE_TCP | LINGER | HEARTBEAT)
+        acks = session.take_acknowledged(time.monotonic()) if actions & Action.ACKNOWLEDGED else None
+        later = actions & (Action.HOLD | Action.CLOSE_TCP | Action.LINGER | Action.HEARTBEAT)
         if acks or later:
             return lambda: self._after(acks, later)
         return None
@@ -392,15 +384,15 @@ class WebSocket(CoreView):
     def _on_timers(self, actions: int) -> None:
         reactor = self._transport.reactor
         timeout = self._session.close_timeout
-        if actions & HOLD and self._failure_timer is None and not self._session.lost:
+        if actions & Action.HOLD and self._failure_timer is None and not self._session.lost:
             # Sent once the application has read (and perhaps answered) what came before.
             self._failure_timer = reactor.call_later(timeout or 0, self._release_held_failure)
-        if actions & HEARTBEAT and self._heartbeat is not None:
+        if actions & Action.HEARTBEAT and self._heartbeat is not None:
             self._heartbeat.cancel()
             self._arm_heartbeat(self._session.heartbeat_due)
-        if actions & CLOSE_TCP:
+        if actions & Action.CLOSE_TCP:
             self._transport.close()
-        elif actions & LINGER and self._close_timer is None and timeout is not None and not self._session.lost:
+        elif actions & Action.LINGER and self._close_timer is None and timeout is not None and not self._session.lost:
             self._close_timer = reactor.call_later(timeout, self._transport.abort_now)
 
     def _on_io_thread(self, callback: Callable[[], None]) -> None:
