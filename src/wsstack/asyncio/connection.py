@@ -48,14 +48,13 @@ class WebSocket(CoreView):
 
     __slots__ = (
         "_session",
-        "_receive",
         "_core",
         "_queue",
         "_transport",
         "_loop",
         "_recv_waiter",
         "_drain_waiters",
-        "_lost",
+        "_lost_waiter",
         "_close_timer",
         "_failure_timer",
         "_heartbeat",
@@ -72,14 +71,14 @@ class WebSocket(CoreView):
         on_close: Callable[[WebSocket], object] | None = None,
     ) -> None:
         self._session = session = WebSocketSession(core)
-        self._receive = session.receive_data
         self._core = core
         self._queue = session.queue
         self._transport = transport
         self._loop = loop
         self._recv_waiter: Waiter | None = None
-        self._drain_waiters: list[asyncio.Future[None]] = []
-        self._lost: asyncio.Future[None] = loop.create_future()
+        # Both made when first needed: most connections never wait for either.
+        self._drain_waiters: list[asyncio.Future[None]] | None = None
+        self._lost_waiter: asyncio.Future[None] | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self._failure_timer: asyncio.TimerHandle | None = None
         self._heartbeat: asyncio.TimerHandle | None = None
@@ -117,8 +116,8 @@ class WebSocket(CoreView):
                 return None
             await waiter
         item = queue.popleft()
-        if self._session.reading_paused:
-            self._act(self._session.taken())
+        if self._session.reading_paused and (actions := self._session.taken()):
+            self._act(actions)
         return item  # type: ignore[no-any-return]
 
     async def recv_frame(self) -> Frame | None:
@@ -136,8 +135,8 @@ class WebSocket(CoreView):
                 return None
             await waiter
         item = queue.popleft()
-        if self._session.reading_paused:
-            self._act(self._session.taken())
+        if self._session.reading_paused and (actions := self._session.taken()):
+            self._act(actions)
         return item
 
     def _wait_for_data(self) -> Waiter | None:
@@ -250,11 +249,13 @@ class WebSocket(CoreView):
 
     async def wait_closed(self) -> None:
         """Wait until the TCP connection is gone; once closing, abort it after ``close_timeout``."""
-        if self._lost.done():
+        if self._session.lost:
             return
         if self._core.state is not State.OPEN:
             self._arm_close_timer()
-        await asyncio.shield(self._lost)
+        if self._lost_waiter is None:
+            self._lost_waiter = self._loop.create_future()
+        await asyncio.shield(self._lost_waiter)
 
     def abort(self) -> None:
         """Drop the TCP connection now, without a closing handshake."""
@@ -276,7 +277,7 @@ class WebSocket(CoreView):
         self._act(self._session.process_events(taken))
 
     def data_received(self, data: bytes) -> None:
-        actions = self._receive(data)
+        actions = self._session.receive_data(data)
         if actions == _WAKE:
             # The usual read, without _act's other checks: messages and nothing else.
             if self._handler is None:
@@ -302,8 +303,8 @@ class WebSocket(CoreView):
         for timer in (self._close_timer, self._failure_timer, self._heartbeat):
             if timer is not None:
                 timer.cancel()
-        if not self._lost.done():
-            self._lost.set_result(None)
+        if self._lost_waiter is not None and not self._lost_waiter.done():
+            self._lost_waiter.set_result(None)
         for waiter in pings:
             if not waiter.done():
                 waiter.set_exception(error)
@@ -389,7 +390,7 @@ class WebSocket(CoreView):
     def _arm_close_timer(self) -> None:
         """Abort the transport if it is still there ``close_timeout`` seconds from now."""
         timeout = self._session.close_timeout
-        if self._close_timer is None and timeout is not None and not self._lost.done():
+        if self._close_timer is None and timeout is not None and not self._session.lost:
             self._close_timer = self._loop.call_later(timeout, self._transport.abort)
 
     def _flush(self) -> None:
@@ -404,15 +405,17 @@ class WebSocket(CoreView):
             waiter.wake(eager)
 
     async def _drain(self) -> None:
-        if self._lost.done():
+        if self._session.lost:
             raise self._session.closed_error()
         waiter: asyncio.Future[None] = self._loop.create_future()
+        if self._drain_waiters is None:
+            self._drain_waiters = []
         self._drain_waiters.append(waiter)
         await waiter
 
     def _wake_drain(self, error: Exception | None) -> None:
-        waiters, self._drain_waiters = self._drain_waiters, []
-        for waiter in waiters:
+        waiters, self._drain_waiters = self._drain_waiters, None
+        for waiter in waiters or ():
             if not waiter.done():
                 if error is None:
                     waiter.set_result(None)

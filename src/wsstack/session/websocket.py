@@ -126,7 +126,8 @@ class WebSocketSession:
         #: The TCP connection is gone.
         self.lost = False
         self._pings: dict[bytes, tuple[object, float]] = {}
-        self._acknowledged: list[tuple[object, float]] = []
+        #: Answered pings not yet taken; made on the first pong (most connections never see one).
+        self._acknowledged: list[tuple[object, float]] | None = None
         #: When the heartbeat's unanswered ping went out, or None.
         self._heartbeat_sent: float | None = None
         #: When the heartbeat pings next, once its last ping was answered
@@ -297,6 +298,8 @@ class WebSocketSession:
     def _acknowledge(self, payload: bytes) -> int:
         pings = self._pings
         acknowledged = self._acknowledged
+        if acknowledged is None:
+            acknowledged = self._acknowledged = []
         actions = Action.ACKNOWLEDGED
         while pings:
             key = next(iter(pings))
@@ -311,13 +314,13 @@ class WebSocketSession:
     def take_acknowledged(self, now: float) -> list[tuple[Any, float]]:
         """The waiters of the pings that pongs answered, each with its round-trip time."""
         settled = []
-        for waiter, sent in self._acknowledged:
+        for waiter, sent in self._acknowledged or ():
             if waiter is _HEARTBEAT:
                 self._heartbeat_sent = None
                 self.heartbeat_due = now + (self.core.options.ping_interval or 0)
             else:
                 settled.append((waiter, now - sent))
-        self._acknowledged = []
+        self._acknowledged = None
         return settled
 
     # ------------------------------------------------------------ heartbeat

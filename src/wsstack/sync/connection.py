@@ -126,8 +126,8 @@ class WebSocket(CoreView):
                 else:
                     self._wait(deadline)
         item = queue.popleft()
-        if self._session.reading_paused:
-            self._act_now(self._session.taken())
+        if self._session.reading_paused and (actions := self._session.taken()):
+            self._act_now(actions)
         return item
 
     def _read_directly(self, deadline: float | None) -> None:
