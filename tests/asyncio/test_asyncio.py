@@ -14,6 +14,7 @@ import websockets
 from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import serve as ws_serve
 
+from waiting import wait_until_async
 from wsstack.asyncio import Server, WebSocket, broadcast, connect
 from wsstack.errors import ConnectionClosed, InvalidHandshake
 from wsstack.frames import Opcode
@@ -250,7 +251,11 @@ def test_max_connections_answers_503() -> None:
             await connect(url)
         assert info.value.status == 503
         await first.close()
-        await asyncio.sleep(0.05)
+
+        async def slot_free() -> bool:
+            return len(server.connections) < 2
+
+        await wait_until_async(slot_free)
         third = await connect(url)
         await third.send("ok")
         assert await third.recv() == "ok"
@@ -284,7 +289,7 @@ def test_slowloris_handshake_times_out() -> None:
         writer.write(b"GET /ws HTTP/1.1\r\n")
         started_at = asyncio.get_running_loop().time()
         for _ in range(20):
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # the slowloris itself: one byte every 50 ms
             if writer.is_closing() or reader.at_eof():
                 break
             try:
@@ -334,10 +339,12 @@ def test_heartbeat_detects_a_silent_peer_and_closes_1011() -> None:
 
 def test_heartbeat_keeps_a_live_peer() -> None:
     async def main() -> None:
-        server = echo_server(Options(ping_interval=0.05, ping_timeout=0.5))
+        server = echo_server(Options(ping_interval=0.05, ping_timeout=0.2))
         url = await started(server)
         async with connect(url) as ws:
-            await asyncio.sleep(0.4)
+            # The behaviour under test: idle for over twice ping_interval + ping_timeout,
+            # long enough for an unanswered heartbeat ping to have failed the connection.
+            await asyncio.sleep(0.6)
             await ws.send("still here")
             assert await ws.recv() == "still here"
         await server.close()
@@ -365,7 +372,14 @@ def test_slow_reader_does_not_grow_server_memory() -> None:
         sock = socket.create_connection(("127.0.0.1", server.port))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
         sock.sendall(UPGRADE)
-        await asyncio.sleep(1.0)
+
+        async def sender_waits() -> bool:
+            # flood() only ever suspends in send(), once writing is paused.
+            return any(conn._session.writing_paused for conn in server.connections)
+
+        await wait_until_async(sender_waits)
+        # The kernel may still take part of the buffer; meanwhile the sender must stay within bounds.
+        await asyncio.sleep(0.5)
         [ws] = list(server.connections)
         buffered = ws._transport.get_write_buffer_size()
         # The sender waits: at most the kernel's buffers plus one message above the limit.
@@ -396,8 +410,14 @@ def test_fast_sender_pauses_reading() -> None:
         async with connect(url) as ws:
             for _ in range(500):
                 await ws.send(b"m" * 1000)
-            await asyncio.sleep(0.2)
             [server_ws] = list(server.connections)
+
+            async def paused() -> bool:
+                return server_ws._session.reading_paused
+
+            await wait_until_async(paused)
+            # Nothing signals a read that should not happen: give one the time to show.
+            await asyncio.sleep(0.2)
             # Bounded by max_queue plus what one read hands over (asyncio reads at most 256 KiB).
             assert server_ws._session.reading_paused and len(server_ws._queue) <= 4 + 262144 // 1000
             reading.set()
@@ -459,14 +479,22 @@ def test_broadcast_skips_closed_and_slow_connections() -> None:
         server = echo_server()
         url = await started(server)
         a, b = await connect(url), await connect(url)
-        await asyncio.sleep(0.05)
+
+        async def both_upgraded() -> bool:
+            return len(server.connections) == 2
+
+        await wait_until_async(both_upgraded)
         conns = list(server.connections)
         slow = conns[0]
         slow._session.writing_paused = True
         assert broadcast(conns, "x") == 1
         slow._session.writing_paused = False
         await b.close()
-        await asyncio.sleep(0.05)
+
+        async def one_open() -> bool:
+            return sum(ws.is_open for ws in conns) == 1
+
+        await wait_until_async(one_open)
         assert broadcast(conns, "y") == 1
         await a.close()
         await server.close()
@@ -580,7 +608,12 @@ def test_echo_on_uvloop() -> None:
                 await ws.send(message)
                 assert await ws.recv() == message
             assert await ws.ping() >= 0
-            await asyncio.sleep(0.15)
+            # The server's heartbeat on uvloop's timers; it pings again only once its last ping was answered.
+            pings = 0
+            while pings < 3:
+                frame = await asyncio.wait_for(ws.recv_frame(), 5)
+                assert frame is not None and frame.opcode == Opcode.PING, frame
+                pings += 1
         async with ws_connect(url) as client:
             await client.send("interop")
             assert await client.recv() == "interop"
@@ -628,8 +661,15 @@ def test_close_while_reading_is_paused_completes_promptly() -> None:
         @server.get("/ws")
         async def stalled(ctx: Any) -> None:
             ws = await ctx.upgrade_to_websocket()
-            while not ws._session.reading_paused:
-                await asyncio.sleep(0.01)
+
+            async def paused() -> bool:
+                return bool(ws._session.reading_paused)
+
+            try:
+                await wait_until_async(paused)
+            except AssertionError as exc:
+                result.set_exception(exc)
+                return
             started_at = asyncio.get_running_loop().time()
             await ws.close(4001, "done")
             result.set_result((ws.close_code, asyncio.get_running_loop().time() - started_at))

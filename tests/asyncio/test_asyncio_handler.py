@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from helpers import masked
+from waiting import wait_until_async
 from wsstack.asyncio import Server, WebSocket, connect
 from wsstack.errors import ConnectionClosed, InvalidState
 from wsstack.frames import Frame, Opcode
@@ -56,8 +57,10 @@ def test_queued_messages_reach_the_handler_first() -> None:
         three_queued = asyncio.Event()
 
         async def setup(ws: WebSocket) -> None:
-            while len(ws._queue) < 3:
-                await asyncio.sleep(0.01)
+            async def three_in_queue() -> bool:
+                return len(ws._queue) >= 3
+
+            await wait_until_async(three_in_queue)
             ws.set_message_handler(seen.append)
             three_queued.set()
 
@@ -78,23 +81,30 @@ def test_recv_refused_while_a_handler_is_set_then_back_to_recv() -> None:
     async def main() -> None:
         got: list[Any] = []
         errors: list[Exception] = []
+        handler_removed = asyncio.Event()
 
         async def setup(ws: WebSocket) -> None:
-            ws.set_message_handler(got.append)
+            handled = asyncio.Event()
+
+            def handler(message: Any) -> None:
+                got.append(message)
+                handled.set()
+
+            ws.set_message_handler(handler)
             for receive in (ws.recv, ws.recv_frame):
                 try:
                     await receive()
                 except InvalidState as exc:
                     errors.append(exc)
-            while not got:
-                await asyncio.sleep(0.01)
+            await handled.wait()
             ws.set_message_handler(None)
+            handler_removed.set()
             await ws.send(f"handler saw {got[0]}, recv sees {await ws.recv()}")
 
         server, url = await serve(setup)
         async with connect(url) as ws:
             await ws.send("one")
-            await asyncio.sleep(0.05)
+            await asyncio.wait_for(handler_removed.wait(), 10)  # "two" is for recv(), not the handler
             await ws.send("two")
             assert await ws.recv() == "handler saw one, recv sees two"
         assert len(errors) == 2
@@ -130,18 +140,22 @@ def test_failing_handler_closes_with_1011(kind: str, caplog: pytest.LogCaptureFi
 def test_send_nowait_on_a_closed_connection_raises() -> None:
     async def main() -> None:
         results: list[BaseException] = []
+        tried = asyncio.Event()
 
         async def setup(ws: WebSocket) -> None:
-            await ws.close()
             try:
-                ws.send_nowait("too late")
-            except ConnectionClosed as exc:
-                results.append(exc)
+                await ws.close()
+                try:
+                    ws.send_nowait("too late")
+                except ConnectionClosed as exc:
+                    results.append(exc)
+            finally:
+                tried.set()
 
         server, url = await serve(setup)
         async with connect(url) as ws:
             assert await ws.recv() is None
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(tried.wait(), 10)
         assert len(results) == 1 and results[0].code == 1000  # type: ignore[attr-defined]
         await server.close()
 
@@ -151,20 +165,25 @@ def test_send_nowait_on_a_closed_connection_raises() -> None:
 def test_handler_in_frame_mode_gets_frames() -> None:
     async def main() -> None:
         frames: list[Frame] = []
+        handler_set = asyncio.Event()
 
         async def setup(ws: WebSocket) -> None:
             first = await ws.recv_frame()
             assert first is not None
             frames.append(first)
             ws.set_message_handler(frames.append)
+            handler_set.set()
+
+        async def three_frames() -> bool:
+            return len(frames) >= 3
 
         server, url = await serve(setup)
         async with connect(url) as ws:
             await ws.send("a")
-            await asyncio.sleep(0.05)
+            await asyncio.wait_for(handler_set.wait(), 10)  # what follows arrives for the handler
             await ws.send(b"b")
             await ws.ping(b"p")
-            await asyncio.sleep(0.05)
+            await wait_until_async(three_frames)
         await server.close()
         assert [(f.opcode, f.payload) for f in frames[:3]] == [
             (Opcode.TEXT, b"a"),
@@ -193,12 +212,16 @@ def test_peer_that_does_not_read_pauses_the_handler_side() -> None:
             sender = asyncio.ensure_future(_send_all(ws, message, count))
             # The client does not read: the server must stop reading instead of buffering.
             largest = 0
-            while not sender.done():
-                await asyncio.sleep(0.02)
+
+            async def paused_with_replies_buffered() -> bool:
+                nonlocal largest
                 if connections:
                     largest = max(largest, connections[0]._transport.get_write_buffer_size())
-                if connections and connections[0]._session.reading_paused and largest:
-                    break
+                    if connections[0]._session.reading_paused and largest:
+                        return True
+                return sender.done()
+
+            await wait_until_async(paused_with_replies_buffered, interval=0.02)
             assert connections[0]._session.reading_paused
             assert largest <= (256 << 10) + len(message) * 8  # bounded by the limit, not by what was sent
             received = 0
@@ -305,7 +328,7 @@ def test_handler_cannot_take_over_from_a_waiting_recv() -> None:
     async def main() -> None:
         ws, _ = open_websocket(asyncio.get_running_loop())
         waiting = asyncio.ensure_future(ws.recv())
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # one loop iteration: the recv() task is now waiting
         with pytest.raises(InvalidState):
             ws.set_message_handler(print)
         ws.data_received(client_frame(0x1, b"for recv"))
