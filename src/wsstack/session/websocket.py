@@ -374,10 +374,6 @@ class WebSocketSession:
             actions |= Action.RESUME_READING
         return actions
 
-    def fail(self, code: int, reason: str) -> None:
-        """Fail the connection from this side (a timeout, an error in the application)."""
-        self.core.fail(code, reason)
-
     def _closed(self) -> int:
         """The core is closed: who closes TCP and when."""
         if self.lost:
