@@ -76,6 +76,9 @@ class Connection(Reader, Writer):
     is_client: bool = False
 
     def __init__(self, options: Options | None = None, *, state: State = State.CONNECTING) -> None:
+        if state is not State.CONNECTING and state is not State.OPEN:
+            # The one way around the transition table: starting at its beginning, or past the handshake.
+            raise ValueError(f"a connection starts CONNECTING or OPEN, not {state.name}")
         self.options = options if options is not None else Options()
         self.state = state
         self.subprotocol: str | None = None
@@ -134,6 +137,8 @@ class Connection(Reader, Writer):
         if self._held_failure is not None:
             self.release_held_failure()
             return
+        if not isinstance(code, int):
+            raise TypeError(f"fail() takes an int close code, not {type(code).__name__}")
         reason = fit_close_reason(reason)
         build_close(code, reason)  # ValueError for a code that may not be sent, before anything changes
         state = self.state

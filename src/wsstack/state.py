@@ -4,7 +4,8 @@ Rules this module keeps:
 
 * ``Connection.state`` changes only through ``next_state``: each change is
   a (state, trigger) pair of ``TRANSITIONS``, so the table is the whole
-  life of a connection. What a state lets the application *do* without
+  life of a connection. A connection starts CONNECTING, or OPEN for one
+  whose handshake happened elsewhere (the constructor allows no other state). What a state lets the application *do* without
   moving (send in OPEN only; read frames in OPEN and CLOSING) is written
   beside each state below and checked where it is done.
 * A pair missing from the table is a call the state does not allow, and

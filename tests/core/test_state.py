@@ -249,3 +249,16 @@ def test_keep_alive_reads_the_next_request() -> None:
     assert server.state is State.REQUEST_RECEIVED
     [event] = server.events()
     assert isinstance(event, RequestReceived) and event.request.path == "/chat"
+
+
+@pytest.mark.parametrize("state", [State.REQUEST_RECEIVED, State.KEEP_ALIVE, State.CLOSING, State.CLOSED])
+def test_a_connection_starts_only_where_the_table_begins(state: State) -> None:
+    with pytest.raises(ValueError, match="starts CONNECTING or OPEN"):
+        ServerConnection(state=state)
+
+
+def test_fail_takes_an_int_close_code() -> None:
+    server = ServerConnection(state=State.OPEN)
+    with pytest.raises(TypeError, match="int close code"):
+        server.fail(None)  # type: ignore[arg-type]
+    assert server.state is State.OPEN and server.data_to_send() == b""
