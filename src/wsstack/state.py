@@ -5,9 +5,10 @@ Rules this module keeps:
 * ``Connection.state`` changes only through ``next_state``: each change is
   a (state, trigger) pair of ``TRANSITIONS``, so the table is the whole
   life of a connection. A connection starts CONNECTING, or OPEN for one
-  whose handshake happened elsewhere (the constructor allows no other state). What a state lets the application *do* without
-  moving (send in OPEN only; read frames in OPEN and CLOSING) is written
-  beside each state below and checked where it is done.
+  whose handshake happened elsewhere (the constructor allows no other
+  state). What a state lets the application *do* without moving (send
+  in OPEN only; read frames in OPEN and CLOSING) is written beside each
+  state below and checked where it is done.
 * A pair missing from the table is a call the state does not allow, and
   ``next_state`` raises ``InvalidState`` for it (``accept()`` with no
   request waiting, ``close()`` before the opening handshake). Triggers that
