@@ -24,26 +24,21 @@ from ..connection import Connection, State
 from ..errors import ConnectionClosed, InvalidState
 from ..events import Event
 from ..frames import Frame
-from ..session import Action, CoreView, SharedFrames, WebSocketSession
+from ..session import Action, CoreView, Message, SharedFrames, WebSocketSession
 from .waiter import Waiter
 
 __all__ = ["WebSocket"]
 
 logger = logging.getLogger("wsstack")
 
-#: The one decision of the usual read, checked on each.
-_WAKE = Action.WAKE
-
-Message = str | bytes
+_WAKE = Action.WAKE  # the one decision of the usual read, checked on each
 
 
 class WebSocket(CoreView):
-    """One WebSocket connection, server or client side.
+    """One WebSocket connection, server or client side, with coroutines (see ``CoreView``).
 
-    ``recv()`` returns ``str`` for text and ``bytes`` for binary messages and
-    ``None`` once the connection is closed; ``recv_frame()`` switches the
-    connection to frame mode for good and returns every frame as it comes,
-    control frames included.
+    Beside ``recv()``, a message handler (``set_message_handler``) can take
+    the messages inside the read callback.
     """
 
     __slots__ = (

@@ -15,7 +15,7 @@ decisions, and times come in as arguments.
 
 from .broadcast import Broadcastable, SharedFrames, broadcast
 from .http import HTTPSession, Outcome
-from .view import CoreView
+from .view import CoreView, Message
 from .websocket import Action, WebSocketSession
 
 __all__ = [
@@ -27,4 +27,5 @@ __all__ = [
     "Broadcastable",
     "broadcast",
     "CoreView",
+    "Message",
 ]

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from ..connection import Connection, State
 
-__all__ = ["CoreView"]
+__all__ = ["CoreView", "Message"]
+
+#: What ``recv()`` returns for a message: ``str`` for text, ``bytes`` for binary.
+Message = str | bytes
 
 
 class CoreView:
-    """Properties read straight from the connection's core, shared by every transport's ``WebSocket``."""
+    """Properties read straight from the connection's core, shared by every transport's ``WebSocket``.
+
+    Every transport's ``WebSocket`` has the same calls: ``recv()`` returns
+    a ``Message`` and ``None`` once the connection is closed;
+    ``recv_frame()`` switches the connection to frame mode for good and
+    returns every frame as it comes, control frames included.
+    """
 
     __slots__ = ()
 

@@ -31,7 +31,7 @@ from ..connection import Connection, State
 from ..errors import InvalidState
 from ..events import Event
 from ..frames import Frame
-from ..session import Action, CoreView, SharedFrames, WebSocketSession
+from ..session import Action, CoreView, Message, SharedFrames, WebSocketSession
 from .reactor import Timer
 from .transport import Transport
 
@@ -39,20 +39,14 @@ __all__ = ["WebSocket"]
 
 logger = logging.getLogger("wsstack")
 
-#: The one decision of the usual read, checked on each.
-_WAKE = Action.WAKE
-
-Message = str | bytes
+_WAKE = Action.WAKE  # the one decision of the usual read, checked on each
 
 
 class WebSocket(CoreView):
-    """One WebSocket connection, server or client side, with blocking calls.
+    """One WebSocket connection, server or client side, with blocking calls (see ``CoreView``).
 
-    ``recv()`` returns ``str`` for text and ``bytes`` for binary messages and
-    ``None`` once the connection is closed; with a ``timeout`` it raises
-    ``TimeoutError`` when nothing came in time. ``recv_frame()`` switches the
-    connection to frame mode for good and returns every frame as it comes,
-    control frames included. Every method may be called from any thread.
+    A ``timeout`` on ``recv()`` raises ``TimeoutError`` when nothing came in
+    time. Every method may be called from any thread.
     """
 
     __slots__ = (
