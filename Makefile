@@ -3,19 +3,22 @@
 # UndefinedBehaviorSanitizer (GCC with libasan and libubsan; see below).
 FUZZ_SECONDS ?= 600
 
-.PHONY: test fuzz fuzz-frames fuzz-http bench conformance sanitize
+.PHONY: test fuzz fuzz-frames fuzz-http fuzz-send bench conformance sanitize
 
 test:
 	scripts/test
 
 # Each fuzz target runs for FUZZ_SECONDS (default 10 minutes); needs `pip install atheris`.
-fuzz: fuzz-frames fuzz-http
+fuzz: fuzz-frames fuzz-http fuzz-send
 
 fuzz-frames:
 	mkdir -p .fuzz/frames && python3 fuzz/fuzz_frames.py -max_total_time=$(FUZZ_SECONDS) .fuzz/frames
 
 fuzz-http:
 	mkdir -p .fuzz/http && python3 fuzz/fuzz_http.py -max_total_time=$(FUZZ_SECONDS) .fuzz/http
+
+fuzz-send:
+	mkdir -p .fuzz/send && python3 fuzz/fuzz_send.py -max_total_time=$(FUZZ_SECONDS) .fuzz/send
 
 bench:
 	python3 benchmarks/report.py

@@ -1,6 +1,6 @@
 """Run the Autobahn|Testsuite against wsstack and write docs/conformance.md.
 
-    python compliance/run.py                    # 4 testees x 2 speedup modes, all 517 cases
+    python compliance/run.py                    # 5 testees x 2 speedup modes, all 517 cases
     python compliance/run.py --quick            # chapters 1-10 only (a minute a testee)
     python compliance/run.py --testees asyncio-server --modes python --cases '6.*,7.*'
 
@@ -9,8 +9,9 @@ autobahn_env.py builds from the package registries the first time (up to a
 minute) and keeps in a cache outside the repository (--autobahn, or
 $WSSTACK_AUTOBAHN_HOME, default ~/.cache/wsstack-autobahn); fuzzing.py runs
 wstest and leaves wstest's report and a summary.json in each report
-directory. This script starts our echo server on a free port in the
-requested speedup mode, or hands wstest's URL to a client testee, goes
+directory. This script starts our echo server (``python -m wsstack echo``,
+or uvicorn serving compliance/asgi_echo.py on wsstack.uvicorn) on a free
+port in the requested speedup mode, or hands wstest's URL to a client testee, goes
 through the testees one at a time (wstest and our side share two cores;
 parallel runs would distort the timings and starve each other), and turns
 the results into one table.
@@ -88,6 +89,34 @@ class Testee:
             return [sys.executable, "-m", "wsstack", "echo", "--port", str(port), "--compression"]
         if self.name == "sync-server":
             return [sys.executable, "-m", "wsstack", "echo", "--sync", "--port", str(port), "--compression"]
+        if self.name == "uvicorn-server":
+            # h11, not httptools: it is a dependency of uvicorn itself, so this runs wherever uvicorn
+            # does, and it only parses the upgrade request before wsstack takes over. The stdlib
+            # loop, not uvloop, for the same reason and to differ from asyncio-server only by the
+            # adapter. Both are spelled out because uvicorn's "auto" picks whatever is installed.
+            # compliance/asgi_protocol.py lifts the limits; compression is uvicorn's default (on).
+            return [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "asgi_echo:app",
+                "--app-dir",
+                str(HERE),
+                "--ws",
+                "asgi_protocol:EchoProtocol",
+                "--http",
+                "h11",
+                "--loop",
+                "asyncio",
+                "--lifespan",
+                "off",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ]
         script = HERE / f"{self.name.split('-')[0]}_client.py"
         return [sys.executable, str(script), "--url", "{url}", "--agent", "{agent}"]
 
@@ -99,6 +128,7 @@ TESTEES = {
         Testee("asyncio-client", "client"),
         Testee("sync-server", "server"),
         Testee("sync-client", "client"),
+        Testee("uvicorn-server", "server"),
     )
 }
 
@@ -144,6 +174,9 @@ def unavailable_reason(testee: Testee, mode: str) -> str | None:
     if testee.name == "sync-client":
         ok, out = python_says("from wsstack.sync import connect", env)
         return None if ok else f"wsstack.sync.connect is not importable: {out}"
+    if testee.name == "uvicorn-server":
+        ok, out = python_says("import wsstack.uvicorn", env)
+        return None if ok else f"wsstack.uvicorn is not importable (is uvicorn installed?): {out}"
     return None
 
 
@@ -295,10 +328,12 @@ def render_doc(rows: dict[tuple[str, str], dict[str, Any]]) -> str:
         "modes; INFORMATIONAL is the suite's word for cases where RFC 6455 allows several behaviours, and",
         "is accepted when the behaviour is sensible (notes below).",
         "",
-        "This file is written by `python compliance/run.py`; run it again to refresh it. The servers are",
-        "`python -m wsstack echo` (compression on, limits lifted to the suite's 16 MiB messages); the clients",
-        'are the testees in `compliance/`. "c" is the default build with the C speedups, "python" is',
-        "`WSSTACK_NO_SPEEDUPS=1`.",
+        "This file is written by `python compliance/run.py`; run it again to refresh it. asyncio-server and",
+        "sync-server are `python -m wsstack echo` (compression on, limits lifted to the suite's 16 MiB",
+        "messages); uvicorn-server is uvicorn (h11, the asyncio loop) with `--ws` set to wsstack.uvicorn's",
+        "protocol, limits lifted the same way and compression on, serving the bare ASGI echo app in",
+        '`compliance/asgi_echo.py`; the clients are the testees in `compliance/`. "c" is the default build',
+        'with the C speedups, "python" is `WSSTACK_NO_SPEEDUPS=1`.',
         "",
         "## Results",
         "",

@@ -39,16 +39,16 @@ class ChatRoom:
         async with self.lock:
             self.clients.append(Client(ws, username))
 
-        await self.broadcast(f"{username} joined")
-
-        while (msg := await ws.recv()) is not None:
-            if isinstance(msg, str):  # a chat is text: binary messages are ignored
-                await self.broadcast(f"{username}: {msg}")
-
-        async with self.lock:
-            self.clients = [c for c in self.clients if c.conn is not ws]
-
-        await self.broadcast(f"{username} left")
+        try:
+            await self.broadcast(f"{username} joined")
+            while (msg := await ws.recv()) is not None:
+                if isinstance(msg, str):  # a chat is text: binary messages are ignored
+                    await self.broadcast(f"{username}: {msg}")
+        finally:
+            # However the member leaves: recv() returning None, a ConnectionClosed, a cancelled handler.
+            async with self.lock:
+                self.clients = [c for c in self.clients if c.conn is not ws]
+            await self.broadcast(f"{username} left")
 
     async def broadcast(self, msg: str) -> None:
         async with self.lock:
@@ -69,7 +69,7 @@ def build_server() -> Server:
         if not ctx.is_websocket_upgrade():
             ctx.resp().set_status(400)
             return
-        username = ctx.query_params.get("name", ["guest"])[0] or "guest"
+        username = ctx.query("name") or "guest"
         await room.join(await ctx.upgrade_to_websocket(), username)
 
     return srv

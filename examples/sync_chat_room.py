@@ -40,16 +40,16 @@ class ChatRoom:
         with self.lock:
             self.clients.append(Client(ws, username))
 
-        self.broadcast(f"{username} joined")
-
-        while (msg := ws.recv()) is not None:
-            if isinstance(msg, str):  # a chat is text: binary messages are ignored
-                self.broadcast(f"{username}: {msg}")
-
-        with self.lock:
-            self.clients = [c for c in self.clients if c.conn is not ws]
-
-        self.broadcast(f"{username} left")
+        try:
+            self.broadcast(f"{username} joined")
+            while (msg := ws.recv()) is not None:
+                if isinstance(msg, str):  # a chat is text: binary messages are ignored
+                    self.broadcast(f"{username}: {msg}")
+        finally:
+            # However the member leaves: recv() returning None or an exception (a ConnectionClosed, say).
+            with self.lock:
+                self.clients = [c for c in self.clients if c.conn is not ws]
+            self.broadcast(f"{username} left")
 
     def broadcast(self, msg: str) -> None:
         with self.lock:
@@ -66,7 +66,7 @@ def build_server() -> Server:
         if not ctx.is_websocket_upgrade():
             ctx.resp().set_status(400)
             return
-        username = ctx.query_params.get("name", ["guest"])[0] or "guest"
+        username = ctx.query("name") or "guest"
         room.join(ctx.upgrade_to_websocket(), username)
 
     return srv

@@ -6,11 +6,13 @@ import _thread
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
 
 import pytest
+
+from redis_server import RedisServer
 
 REQUIRE_SPEEDUPS_ENV = "WSSTACK_REQUIRE_SPEEDUPS"
 
@@ -30,6 +32,17 @@ def cspeedups() -> ModuleType:
             pytest.fail(f"{message}; {REQUIRE_SPEEDUPS_ENV}=1 requires them")
         pytest.skip(f"{message}; set {REQUIRE_SPEEDUPS_ENV}=1 to make this an error")
     return _cspeedups
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server on a free loopback port, killed after the test (the hub's and the demo's tests)."""
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
 
 
 def pytest_configure(config: pytest.Config) -> None:

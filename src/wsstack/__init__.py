@@ -15,6 +15,7 @@ from .errors import (
     InvalidState,
     MessageTooBig,
     ProtocolError,
+    ProxyError,
     WebSocketError,
 )
 from .events import (
@@ -63,6 +64,7 @@ __all__ = [
     "Ping",
     "Pong",
     "ProtocolError",
+    "ProxyError",
     "ProtocolFailure",
     "Request",
     "RequestReceived",

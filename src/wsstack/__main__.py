@@ -1,7 +1,8 @@
 """``python -m wsstack``: a chat demo with a browser page, an echo server, an interactive client.
 
 Logging goes through the ``wsstack`` logger to stderr, so that the client's
-stdout carries only what the server sent.
+stdout carries only what the server sent. Every error is one line on stderr,
+with exit status 2 for a usage error and 1 for a runtime one (``cli.common``).
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import sys
 from collections.abc import Sequence
 
 from .cli import client, demo, echo
+from .cli.common import OneLineParser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m wsstack",
         description="wsstack from the command line: a chat demo, an echo server, an interactive client.",
     )

@@ -23,11 +23,21 @@ error; they also check every argument that is not a buffer.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import TYPE_CHECKING
 
 from . import _pyspeedups
-from ._fastcall import apply_mask, scan_frames, serialize_frame
+from ._fastcall import (
+    apply_mask,
+    mask_key,
+    reset_mask_keys,
+    scan_frames,
+    serialize_client_frame,
+    serialize_client_text,
+    serialize_frame,
+    serialize_text,
+)
 from ._pyspeedups import (
     ERR_CONTROL_FRAGMENTED,
     ERR_CONTROL_TOO_LONG,
@@ -73,10 +83,19 @@ __all__ = [
     "frame_header",
     "is_utf8",
     "scan_frames",
+    "mask_key",
+    "reset_mask_keys",
+    "serialize_client_frame",
+    "serialize_client_text",
     "serialize_frame",
+    "serialize_text",
 ]
 
 IMPLEMENTATION = "c"
+
+# A forked child draws masking keys of its own (csrc/fastcall.c keeps the pool).
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=reset_mask_keys)
 
 # Bound once, with the C signatures (pointer arguments take bytes or cdata).
 _from_buffer = _ffi.from_buffer

@@ -19,6 +19,7 @@ from __future__ import annotations
 import codecs
 import functools
 import operator
+import os
 import struct
 
 __all__ = [
@@ -38,7 +39,12 @@ __all__ = [
     "frame_header",
     "is_utf8",
     "scan_frames",
+    "mask_key",
+    "reset_mask_keys",
+    "serialize_client_frame",
+    "serialize_client_text",
     "serialize_frame",
+    "serialize_text",
 ]
 
 IMPLEMENTATION = "python"
@@ -224,6 +230,65 @@ def serialize_frame(first_byte: int, payload: BytesLike, mask_key: bytes | None 
     if mask_key is None:
         return frame_header(first_byte, len(payload)) + payload
     return frame_header(first_byte, len(payload), mask_key) + apply_mask(payload, mask_key)
+
+
+def serialize_text(first_byte: int, text: str, mask_key: bytes | None = None, /) -> bytes:
+    """``serialize_frame`` of ``text``'s UTF-8: C builds an ASCII text's frame without encoding it first."""
+    if type(first_byte) is not int or not 0 <= first_byte <= 255:
+        first_byte = _first_byte(first_byte)
+    if not isinstance(text, str):
+        raise TypeError(f"serialize_text() takes str, not {type(text).__name__}")
+    if mask_key is not None and (type(mask_key) is not bytes or len(mask_key) != 4):
+        mask_key = _mask_key(mask_key)
+    return serialize_frame(first_byte, text.encode(), mask_key)
+
+
+# ---- masking keys for client frames ----------------------------------------------
+
+#: Keys drawn from os.urandom in batches of 1,024 (RFC 6455 §5.3 asks for
+#: unpredictable keys); a forked child starts a batch of its own.
+_KEY_BATCH = 4096
+_key_pool = b""
+_key_pos = 0
+
+
+def mask_key() -> bytes:
+    """A fresh masking key, from the pool the client frames draw from."""
+    global _key_pool, _key_pos
+    pos = _key_pos
+    if pos >= len(_key_pool):
+        _key_pool = os.urandom(_KEY_BATCH)
+        pos = 0
+    _key_pos = pos + 4
+    return _key_pool[pos : pos + 4]
+
+
+def reset_mask_keys() -> None:
+    """Forget the keys drawn so far (in a forked child, which must not send its parent's)."""
+    global _key_pool, _key_pos
+    _key_pool, _key_pos = b"", 0
+
+
+def serialize_client_frame(first_byte: int, payload: BytesLike, /) -> bytes:
+    """``serialize_frame`` masked with a fresh key."""
+    if type(first_byte) is not int or not 0 <= first_byte <= 255:
+        first_byte = _first_byte(first_byte)
+    if type(payload) is not bytes:
+        payload = _readable(payload)
+    return serialize_frame(first_byte, payload, mask_key())
+
+
+def serialize_client_text(first_byte: int, text: str, /) -> bytes:
+    """``serialize_text`` masked with a fresh key."""
+    if type(first_byte) is not int or not 0 <= first_byte <= 255:
+        first_byte = _first_byte(first_byte)
+    if not isinstance(text, str):
+        raise TypeError(f"serialize_client_text() takes str, not {type(text).__name__}")
+    return serialize_frame(first_byte, text.encode(), mask_key())
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=reset_mask_keys)
 
 
 # ---- UTF-8 -------------------------------------------------------------------

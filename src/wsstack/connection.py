@@ -33,7 +33,7 @@ from .events import (
 )
 from .extensions import ClientExtensionFactory, Extension, ServerExtensionFactory
 from .extensions.defaults import client_extension_factories, server_extension_factories
-from .frames import FIN, Opcode, build_close, parse_close
+from .frames import FIN, Frame, Opcode, build_close, parse_close
 from .handshake import ExtensionHeader
 from .http11 import Request, RequestParser, Response, ResponseParser, serialize_request, serialize_response
 from .options import Options
@@ -187,15 +187,26 @@ class Connection(Reader, Writer):
         self._close_now(Trigger.PROTOCOL_ERROR, error.close_code, error.reason)
 
     def _receive_close(self, payload: bytes) -> None:
-        """The peer's close frame: answer it with its code unless ours went out first (§5.5.1), then closed."""
+        """The peer's close frame: echo it unless ours went out first (§5.5.1), then closed.
+
+        The answer repeats the peer's code and its reason, as websockets and
+        Node's ``ws`` do, so that the side that closed sees its own reason
+        come back (a browser shows what it gets in the ``close`` event). The
+        payload was just checked by ``parse_close``: a valid code, a UTF-8
+        reason, 125 bytes at most, so it is sendable as it is. In frame mode
+        the frame is delivered only after that check, like a data frame
+        after its UTF-8 check.
+        """
         code, reason = parse_close(payload)
         self.state = next_state(self.state, Trigger.RECEIVE_CLOSE)
         self.close_received = True
         if not self.close_sent:
-            self._write_frame(_FIN_CLOSE, payload[:2])
+            self._write_frame(_FIN_CLOSE, payload)
             self.close_sent = True
         self.close_code, self.close_reason = code, reason
-        if not self.frame_mode:
+        if self.frame_mode:
+            self._events.append(Frame(Opcode.CLOSE, payload))
+        else:
             self._events.append(CloseReceived(code, reason))
 
     def _receive_eof(self) -> None:
@@ -280,6 +291,9 @@ class ServerConnection(Connection):
         ``options`` replaces the connection's options from here on (a route
         may upgrade with other limits or compression than the server's);
         ``subprotocol`` defaults to ``options.subprotocol`` when the client offered it.
+        A ``subprotocol`` the client did not offer is the caller's mistake, not
+        the client's: ``ValueError``, and the request stays pending (a server
+        answers it with 500).
         """
         next_state(self.state, Trigger.ACCEPT)  # InvalidState unless a request waits
         request = self.request
@@ -291,7 +305,8 @@ class ServerConnection(Connection):
         if subprotocol is None and self.options.subprotocol in offered:
             subprotocol = self.options.subprotocol
         if subprotocol is not None and subprotocol not in offered:
-            raise InvalidHandshake(f"subprotocol {subprotocol!r} was not offered")
+            # RFC 6455 §4.2.2: the server's choice must be one of the client's values.
+            raise ValueError(f"subprotocol {subprotocol!r} was not offered by the client (offered: {offered})")
         factories = server_extension_factories(self.options) if extensions is None else extensions
         accepted, answer = self._negotiate_extensions(request, factories)
         response = handshake.accept_response(
@@ -369,7 +384,7 @@ class ServerConnection(Connection):
 class ClientConnection(Connection):
     """The client side: sends the upgrade request at once and checks the answer."""
 
-    __slots__ = ("handshake", "response", "_response_parser", "_factories")
+    __slots__ = ("handshake", "response", "_response_parser", "_factories", "_error_body")
 
     is_client = True
 
@@ -402,14 +417,25 @@ class ClientConnection(Connection):
         #: The server's answer to the upgrade request, once it has arrived.
         self.response: Response | None = None
         self._response_parser = ResponseParser(self.options.http_limits)
+        #: The body of a refusal that only the end of the stream delimits, while it is read.
+        self._error_body: bytearray | None = None
         self._out.append(serialize_request(self.handshake.request()))
 
     def _receive_handshake(self, data: bytes | bytearray | memoryview) -> None:
+        if self._error_body is not None:
+            self._read_error_body(data)
+            return
         try:
             response = self._response_parser.feed(bytes(data))
             if response is None:
                 return
             self.response = response
+            if response.status != 101 and _delimited_by_close(response):
+                # RFC 9112 §6.3: without Content-Length or Transfer-Encoding the body runs to the end of the
+                # stream; the refusal is reported once that came, or the bound is reached.
+                self._error_body = bytearray()
+                self._read_error_body(self._response_parser.leftover)
+                return
             subprotocol, answered = self.handshake.check_response(response)
             extensions = self._accept_extensions(answered)
         except HandshakeError as exc:
@@ -435,5 +461,38 @@ class ClientConnection(Connection):
             extensions.append(factory.accept(params))
         return extensions
 
+    def _read_error_body(self, data: bytes | bytearray | memoryview) -> None:
+        body = self._error_body
+        assert body is not None
+        body += data
+        limit = self.options.http_limits.max_body_size
+        if len(body) >= limit:
+            del body[limit:]
+            self._refused()
+
+    def _refused(self) -> None:
+        """Report the refusal whose body was read to the end of the stream (or to the bound)."""
+        response = self.response
+        assert response is not None and self._error_body is not None
+        response.body = bytes(self._error_body)
+        self._error_body = None
+        try:
+            self.handshake.check_response(response)
+        except HandshakeError as exc:
+            if self.state is State.CONNECTING:
+                self.state = next_state(self.state, Trigger.HANDSHAKE_FAILED)
+            self.close_code = 1006
+            self._events.append(HandshakeFailed(exc, response))
+
     def _handshake_eof(self) -> None:
+        if self._error_body is not None:
+            self._refused()
+            return
         self._events.append(HandshakeFailed(InvalidHandshake("connection closed during the opening handshake")))
+
+
+def _delimited_by_close(response: Response) -> bool:
+    """Whether the response's body ends only with the stream (RFC 9112 §6.3, rule 8)."""
+    headers = response.headers
+    bodiless = response.status < 200 or response.status in (204, 304)
+    return not bodiless and "Content-Length" not in headers and "Transfer-Encoding" not in headers

@@ -16,6 +16,7 @@ __all__ = [
     "HandshakeError",
     "HTTPParseError",
     "InvalidHandshake",
+    "ProxyError",
     "ConnectionClosed",
     "InvalidState",
 ]
@@ -59,14 +60,26 @@ class InternalError(ProtocolError):
 
 
 class HandshakeError(WebSocketError):
-    """The opening handshake failed; ``status`` is the HTTP answer a server gives."""
+    """The opening handshake failed; ``status`` is the HTTP answer a server gives.
+
+    On the client, an error raised for the server's answer carries that
+    answer: its ``status``, its ``headers`` and its ``body`` (bounded by
+    ``HTTPLimits.max_body_size``), so a refusal can be told apart and shown.
+    """
 
     default_status = 400
 
-    def __init__(self, message: str, status: int | None = None, headers: list[tuple[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        status: int | None = None,
+        headers: list[tuple[str, str]] | None = None,
+        body: bytes = b"",
+    ) -> None:
         super().__init__(message)
         self.status = self.default_status if status is None else status
         self.headers: list[tuple[str, str]] = list(headers or ())
+        self.body = body
 
 
 class HTTPParseError(HandshakeError):
@@ -75,6 +88,15 @@ class HTTPParseError(HandshakeError):
 
 class InvalidHandshake(HandshakeError):
     """A well-formed HTTP message that is not a valid WebSocket upgrade or answer."""
+
+
+class ProxyError(HandshakeError):
+    """The proxy did not open a tunnel to the server; ``status``, ``headers``, ``body`` are its answer.
+
+    A SOCKS proxy answers without HTTP: its refusal of our credentials is
+    reported as 407 and its failure to reach the server as 502, the statuses
+    an HTTP proxy would give, so one rule decides what to retry.
+    """
 
 
 class ConnectionClosed(WebSocketError):

@@ -13,7 +13,6 @@ behind a keyword-friendly name.
 from __future__ import annotations
 
 import enum
-import os
 from dataclasses import dataclass
 
 from .errors import InvalidPayloadData, ProtocolError
@@ -32,7 +31,6 @@ __all__ = [
     "CONTROL_BIT",
     "frame_header",
     "serialize_frame",
-    "MaskKeys",
     "parse_close",
     "build_close",
     "is_sendable_close_code",
@@ -72,35 +70,30 @@ class Frame:
     rsv2: bool = False
     rsv3: bool = False
 
+    @property
+    def close_code(self) -> int | None:
+        """A close frame's status code (1005 when it carried none); ``None`` for any other frame.
+
+        A received close frame was checked before it was delivered, so this
+        never fails on one; on a close frame built by hand with an invalid
+        payload it raises ``ProtocolError``, as ``parse_close`` does.
+        """
+        if self.opcode != Opcode.CLOSE:
+            return None
+        return parse_close(self.payload)[0]
+
+    @property
+    def close_reason(self) -> str | None:
+        """A close frame's reason (``""`` when it carried none); ``None`` for any other frame."""
+        if self.opcode != Opcode.CLOSE:
+            return None
+        return parse_close(self.payload)[1]
+
 
 def serialize_frame(first_byte: int, payload: bytes | bytearray | memoryview, mask_key: bytes | None = None) -> bytes:
     """Header and payload in one bytes object; the payload is masked when a key is given."""
     # The C function takes no keywords; this keeps ``mask_key=`` working for callers.
     return _serialize_frame(first_byte, payload, mask_key)
-
-
-class MaskKeys:
-    """Masking keys from the OS's CSPRNG, drawn in batches.
-
-    RFC 6455 §5.3 asks for unpredictable keys; ``os.urandom`` provides that,
-    and drawing 1024 keys per call keeps the syscall off the per-frame path.
-    """
-
-    __slots__ = ("_pool", "_pos")
-
-    _BATCH = 4096
-
-    def __init__(self) -> None:
-        self._pool = b""
-        self._pos = 0
-
-    def next(self) -> bytes:
-        pos = self._pos
-        if pos >= len(self._pool):
-            self._pool = os.urandom(self._BATCH)
-            pos = 0
-        self._pos = pos + 4
-        return self._pool[pos : pos + 4]
 
 
 def is_sendable_close_code(code: int) -> bool:

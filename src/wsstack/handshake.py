@@ -280,6 +280,8 @@ class ClientHandshake:
             raise InvalidHandshake(
                 f"expected status 101, server answered {response.status} {response.reason}".rstrip(),
                 status=response.status,
+                headers=response.headers.raw,
+                body=response.body,
             )
         if not _has_token(headers, "Upgrade", "websocket"):
             raise InvalidHandshake("response Upgrade header does not name websocket")

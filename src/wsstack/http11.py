@@ -16,7 +16,8 @@ Decisions worth knowing:
 * Request bodies are only ever framed by Content-Length. Any
   Transfer-Encoding on a request is answered with 501 Not Implemented, after
   which the connection must be closed because the body's end is unknown.
-* A response body is read when it has a Content-Length. A response with a
+* A response body is read when it has a Content-Length, up to
+  ``max_body_size`` (the rest stays in ``leftover``). A response with a
   Transfer-Encoding, or with neither header (delimited by the connection
   closing), gets an empty ``body`` and its raw body stays in ``leftover``.
   1xx (including 101), 204 and 304 responses never have a body.
@@ -365,7 +366,14 @@ class ResponseParser(_HeadParser[Response]):
     def _framing(self) -> int:
         if _bodiless_status(self._status) or "Transfer-Encoding" in self._headers:
             return 0
-        return _content_length(self._headers, self._limits.max_body_size)
+        try:
+            return _content_length(self._headers, self._limits.max_body_size)
+        except HTTPParseError as exc:
+            if exc.status != 413:
+                raise
+            # A client only shows a response's body (a refusal's page): one over the limit is cut to it rather
+            # than turning the server's status into our 413.
+            return self._limits.max_body_size
 
     def _build(self, body: bytes) -> Response:
         return Response(self._status, self._reason, self._headers, self._version, body)

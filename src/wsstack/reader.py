@@ -70,6 +70,7 @@ _CLOSED = State.CLOSED
 _TEXT = Opcode.TEXT.value
 _PING = Opcode.PING.value
 _PONG = Opcode.PONG.value
+_CLOSE = Opcode.CLOSE.value
 _FIN_TEXT = FIN | Opcode.TEXT
 _FIN_BINARY = FIN | Opcode.BINARY
 
@@ -318,11 +319,17 @@ class Reader:
             self._prevalidated = 0
         if is_text and not self._utf8.feed(payload[checked:] if checked else payload):
             raise InvalidPayloadData("text message is not valid UTF-8")
+        message_opcode = self._msg_opcode
         if fin:
             if is_text and not self._utf8.at_boundary:
                 raise InvalidPayloadData("text message ends inside a UTF-8 sequence")
             self._msg_opcode = 0
         if self.frame_mode:
+            if self._msg_parts:
+                # Frame mode began in the middle of this message: what was assembled
+                # before the switch goes out first, as the message's opening frame.
+                self._events.append(Frame(Opcode(message_opcode), b"".join(self._msg_parts), False))
+                self._msg_parts = []
             self._events.append(
                 Frame(Opcode(opcode), payload, fin, bool(head & RSV1), bool(head & RSV2), bool(head & RSV3))
             )
@@ -340,7 +347,8 @@ class Reader:
             self._events.append(BinaryMessage(payload))
 
     def _handle_control(self, opcode: int, payload: bytes) -> None:
-        if self.frame_mode:
+        if self.frame_mode and opcode != _CLOSE:
+            # A close frame is delivered by _receive_close, once its code and reason are checked.
             self._events.append(Frame(Opcode(opcode), payload))
         if opcode == _PING:
             if self.options.auto_pong and self.state is _OPEN:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from . import handshake
 from .errors import InvalidHandshake
@@ -21,7 +21,16 @@ from .options import Options
 if TYPE_CHECKING:
     import ssl
 
-__all__ = ["Router", "RoutedServer", "RequestContext", "HTTPResponse", "Route", "origin_allowed", "plain_response"]
+__all__ = [
+    "Router",
+    "RoutedServer",
+    "RequestContext",
+    "HTTPResponse",
+    "Route",
+    "check_port",
+    "origin_allowed",
+    "plain_response",
+]
 
 H = TypeVar("H", bound=Callable[..., Any])
 
@@ -35,6 +44,7 @@ class HTTPResponse:
     body: bytes | str = b""
 
     def set_status(self, status: int) -> None:
+        """Set the status code (the seed's ``resp().set_status(...)``)."""
         self.status = int(status)
 
     def set_header(self, name: str, value: str) -> None:
@@ -43,6 +53,7 @@ class HTTPResponse:
         self.headers = Headers([*kept, (name, value)])
 
     def to_response(self) -> Response:
+        """The HTTP/1.1 message to send: a ``str`` body goes as UTF-8, ``text/plain`` unless a Content-Type is set."""
         body = self.body
         headers = Headers(self.headers.items())
         if isinstance(body, str):
@@ -76,20 +87,41 @@ class RequestContext:
 
     @property
     def method(self) -> str:
+        """The request's method, such as ``"GET"``."""
         return self.request.method
 
     @property
     def path(self) -> str:
+        """The request target up to any ``?``, still percent-encoded."""
         return self.request.path
 
     @property
     def query_params(self) -> dict[str, list[str]]:
+        """Every value of every query parameter, as lists: ``?tag=a&tag=b`` is ``{"tag": ["a", "b"]}``."""
         return self.request.query_params
 
+    @overload
+    def query(self, name: str) -> str | None: ...
+    @overload
+    def query(self, name: str, default: str) -> str: ...
+    @overload
+    def query(self, name: str, default: str | None) -> str | None: ...
+
+    def query(self, name: str, default: str | None = None) -> str | None:
+        """The first value of query parameter ``name``, or ``default`` when it is absent.
+
+        Most parameters come once (``?name=alice`` is ``"alice"``, ``?name=``
+        is ``""``); ``query_params`` has all the values of one given more than once.
+        """
+        values = self.request.query_params.get(name)
+        return values[0] if values else default
+
     def header(self, name: str, default: str | None = None) -> str | None:
+        """The first value of the request header ``name`` (in any case), or ``default``."""
         return self.request.headers.get(name, default)
 
     def is_websocket_upgrade(self) -> bool:
+        """The request asks for a WebSocket (by ``Upgrade`` and ``Connection``); the upgrade checks the rest."""
         return handshake.is_upgrade_request(self.request)
 
     def offered_subprotocols(self) -> list[str]:
@@ -99,13 +131,15 @@ class RequestContext:
         except InvalidHandshake:
             return []
 
-    # Seed spelling: ``ctx.resp().set_status(...)``.
     def resp(self) -> HTTPResponse:
+        """``response``, in the seed's spelling: ``ctx.resp().set_status(...)``."""
         return self.response
 
 
 @dataclass(frozen=True, slots=True)
 class Route(Generic[H]):
+    """One route: a path, the methods it answers and its handler."""
+
     path: str
     methods: frozenset[str]
     handler: H
@@ -124,6 +158,7 @@ class Router(Generic[H]):
         self._prefixes: list[tuple[str, dict[str, H]]] = []
 
     def route(self, path: str, methods: Sequence[str] = ("GET",)) -> Callable[[H], H]:
+        """A decorator that routes requests for ``path`` with one of ``methods`` to the function it decorates."""
         if not path.startswith("/"):
             raise ValueError("a route path starts with '/'")
 
@@ -144,15 +179,19 @@ class Router(Generic[H]):
         return register
 
     def get(self, path: str) -> Callable[[H], H]:
+        """``route(path, ("GET",))``: WebSocket upgrades are GET requests."""
         return self.route(path, ("GET",))
 
     def post(self, path: str) -> Callable[[H], H]:
+        """``route(path, ("POST",))``."""
         return self.route(path, ("POST",))
 
     def put(self, path: str) -> Callable[[H], H]:
+        """``route(path, ("PUT",))``."""
         return self.route(path, ("PUT",))
 
     def delete(self, path: str) -> Callable[[H], H]:
+        """``route(path, ("DELETE",))``."""
         return self.route(path, ("DELETE",))
 
     def resolve(self, method: str, path: str) -> tuple[H | None, Response | None]:
@@ -171,6 +210,18 @@ class Router(Generic[H]):
         return handler, None
 
 
+def check_port(port: int) -> None:
+    """The port a server is asked to listen on is one: both servers call this before binding.
+
+    Without it uvloop takes 99999 modulo 65536 and binds elsewhere in
+    silence, and the socket module raises ``OverflowError`` for the sync server.
+    """
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise TypeError(f"port must be an int, not {type(port).__name__}")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port must be from 0 to 65535, not {port}")
+
+
 def origin_allowed(request: Request, allowed: Sequence[str] | None) -> bool:
     """Cross-site WebSocket hijacking guard.
 
@@ -186,9 +237,13 @@ def origin_allowed(request: Request, allowed: Sequence[str] | None) -> bool:
 class RoutedServer(Generic[H]):
     """What the asyncio and sync servers share: options, routes and who may upgrade.
 
-    ``max_connections`` bounds open WebSockets (an upgrade beyond it gets 503);
+    ``max_connections`` bounds open WebSockets: an upgrade request beyond it
+    gets 503 before its handler runs, and a handler that upgrades once the
+    limit was reached while it ran gets ``HandshakeError`` (after the 503);
     ``allowed_origins`` lists the ``Origin`` values a browser may upgrade from
     (403 otherwise; requests without ``Origin`` pass, see ``origin_allowed``).
+    ``route``, ``get``, ``post``, ``put`` and ``delete`` are its ``Router``'s
+    decorators: ``@server.get("/ws")``.
     """
 
     def __init__(

@@ -3,8 +3,10 @@
 Exposes the same names whichever implementation is active:
 ``IMPLEMENTATION`` ("c" or "python"), ``apply_mask``, ``apply_mask_inplace``,
 ``Utf8Validator``, ``is_utf8``, ``FrameScanner`` and the ``ERR_*`` codes of
-the scanner (and ``scan_frames``, its loop as a function), ``frame_header``
-and ``serialize_frame``.  The C modules
+the scanner (and ``scan_frames``, its loop as a function), ``frame_header``,
+``serialize_frame`` and ``serialize_text``, their client forms
+``serialize_client_frame`` and ``serialize_client_text`` (masked with a key
+from ``mask_key``'s pool).  The C modules
 (``wsstack._fastcall`` and the cffi-built ``wsstack._speedups``) are used
 when they import; they are optional because installation falls back to pure
 Python when there is no C compiler.  Setting ``WSSTACK_NO_SPEEDUPS=1`` before
@@ -34,7 +36,12 @@ __all__ = [
     "frame_header",
     "is_utf8",
     "scan_frames",
+    "mask_key",
+    "reset_mask_keys",
+    "serialize_client_frame",
+    "serialize_client_text",
     "serialize_frame",
+    "serialize_text",
 ]
 
 NO_SPEEDUPS_ENV = "WSSTACK_NO_SPEEDUPS"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import socket
@@ -16,7 +17,7 @@ from websockets.asyncio.server import serve as ws_serve
 
 from waiting import wait_until_async
 from wsstack.asyncio import Server, WebSocket, broadcast, connect
-from wsstack.errors import ConnectionClosed, InvalidHandshake
+from wsstack.errors import ConnectionClosed, InvalidHandshake, InvalidState
 from wsstack.frames import Opcode
 from wsstack.options import Options
 
@@ -120,6 +121,9 @@ def test_recv_frame_sees_control_frames() -> None:
         @server.get("/ws")
         async def handler(ctx: Any) -> None:
             ws = await ctx.upgrade_to_websocket()
+            # Frame mode begins at the first recv_frame(); "ready" tells the client it has.
+            frames.append(await ws.recv_frame())
+            await ws.send("ready")
             while (frame := await ws.recv_frame()) is not None:
                 frames.append(frame)
                 if frame.opcode == Opcode.CLOSE:
@@ -127,11 +131,14 @@ def test_recv_frame_sees_control_frames() -> None:
 
         url = await started(server)
         async with ws_connect(url) as client:
+            await client.send("start")
+            assert await client.recv() == "ready"
             await client.send(["frag", "mented"])
             await client.ping(b"p")
             await client.send(b"bin")
         await server.close()
         assert [(f.opcode, f.payload, f.fin) for f in frames] == [
+            (Opcode.TEXT, b"start", True),
             (Opcode.TEXT, b"frag", False),
             (Opcode.CONTINUATION, b"mented", False),
             (Opcode.CONTINUATION, b"", True),  # websockets ends a fragmented send with an empty frame
@@ -161,6 +168,186 @@ def test_server_initiated_close_reaches_client_with_code_and_reason() -> None:
         await server.close()
 
     run(main())
+
+
+def test_a_second_concurrent_recv_is_refused_and_the_first_still_gets_its_message() -> None:
+    async def main() -> None:
+        server = echo_server()
+        url = await started(server)
+        ws = await connect(url)
+        first = asyncio.ensure_future(ws.recv())
+        await asyncio.sleep(0)  # one loop iteration: the first recv() is waiting
+        with pytest.raises(InvalidState, match="another recv\\(\\) is already waiting"):
+            await ws.recv()
+        with pytest.raises(InvalidState, match="already waiting"):
+            await ws.recv_frame()
+        await ws.send("one")
+        assert await asyncio.wait_for(first, 5) == "one"
+        # Once the first one returned, the next recv() is the only one again.
+        await ws.send("two")
+        assert await asyncio.wait_for(ws.recv(), 5) == "two"
+        # A recv() left waiting when the connection closes gets None; it does not hang.
+        last = asyncio.ensure_future(ws.recv())
+        await asyncio.sleep(0)
+        with pytest.raises(InvalidState):
+            await ws.recv()
+        await ws.close()
+        assert await asyncio.wait_for(last, 5) is None
+        await server.close()
+
+    run(main())
+
+
+def test_a_cancelled_recv_lets_the_next_one_wait() -> None:
+    async def main() -> None:
+        server = echo_server()
+        url = await started(server)
+        async with connect(url) as ws:
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(ws.recv(), 0.05)
+            await ws.send("after")
+            assert await asyncio.wait_for(ws.recv(), 5) == "after"
+        await server.close()
+
+    run(main())
+
+
+@pytest.mark.parametrize("then", ["recv", "recv_frame", "set_message_handler"])
+def test_a_recv_cancelled_a_moment_ago_is_no_longer_a_receiver(then: str) -> None:
+    """``task.cancel()`` then a ``recv()`` at once, before the cancelled task has run its way out.
+
+    The pattern of ``asyncio.wait(..., return_when=FIRST_COMPLETED)`` and a
+    cancel of the receive that lost: it used to raise ``InvalidState``.
+    """
+
+    async def main() -> None:
+        server = echo_server()
+        url = await started(server)
+        async with connect(url) as ws:
+            abandoned = asyncio.ensure_future(ws.recv())
+            await asyncio.sleep(0)  # it waits
+            got: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+            async def take_over() -> Any:
+                abandoned.cancel()  # and at once, before the cancelled task has run again:
+                if then == "recv":
+                    return await ws.recv()
+                frame = await ws.recv_frame()
+                return None if frame is None else frame.payload.decode()
+
+            if then == "set_message_handler":
+                abandoned.cancel()
+                ws.set_message_handler(lambda message: got.done() or got.set_result(message))
+                await ws.send("after")
+            else:
+                receiving = asyncio.ensure_future(take_over())
+                await asyncio.sleep(0)  # it waits, and the cancelled one has left
+                await ws.send("after")
+                got.set_result(await asyncio.wait_for(receiving, 5))
+            assert await asyncio.wait_for(got, 5) == "after"
+            assert abandoned.cancelled()
+            if then == "recv":
+                # The one that took its place is the receiver now: a third one is refused, and after it one is fine.
+                second = asyncio.ensure_future(ws.recv())
+                await asyncio.sleep(0)
+                with pytest.raises(InvalidState):
+                    await ws.recv()
+                await ws.send("again")
+                assert await asyncio.wait_for(second, 5) == "again"
+        await server.close()
+
+    run(main())
+
+
+@pytest.mark.parametrize("value", [5, True, 10**9, {}, {"a": 1}, None], ids=repr)
+def test_sending_what_is_not_a_message_raises_type_error_and_sends_nothing(value: Any) -> None:
+    async def main() -> None:
+        server = echo_server()
+        url = await started(server)
+        async with connect(url) as ws:
+            for call in (ws.send, ws.send_binary):
+                with pytest.raises(TypeError, match="bytes-like object, not"):
+                    await call(value)
+            with pytest.raises(TypeError, match=r"^send\(\) takes str or a bytes-like object, not"):
+                ws.send_nowait(value)
+            for control in (ws.ping, ws.pong):
+                with pytest.raises(TypeError, match="takes str or a bytes-like object, not"):
+                    await control(value)
+            # Nothing reached the wire: the next message is the first the server saw.
+            await ws.send(bytearray(b"ok"))
+            assert await asyncio.wait_for(ws.recv(), 5) == b"ok"
+        await server.close()
+
+    run(main())
+
+
+def test_the_peers_close_code_and_reason_are_echoed() -> None:
+    async def main() -> None:
+        server = echo_server()
+        url = await started(server)
+        async with ws_connect(url) as client:
+            await client.close(4000, "bye")
+        received = client.protocol.close_rcvd  # the server's answer, as websockets parsed it
+        assert received is not None and (received.code, received.reason) == (4000, "bye")
+        await server.close()
+
+    run(main())
+
+
+def test_recv_frame_tells_a_close_frames_code_and_reason() -> None:
+    async def main() -> None:
+        seen: asyncio.Future[tuple[int | None, str | None]] = asyncio.get_running_loop().create_future()
+        server = Server()
+
+        @server.get("/ws")
+        async def handler(ctx: Any) -> None:
+            ws = await ctx.upgrade_to_websocket()
+            # Frame mode begins at the first recv_frame(); "ready" tells the client it has.
+            await ws.recv_frame()
+            await ws.send("ready")
+            while (frame := await ws.recv_frame()) is not None:
+                if frame.opcode == Opcode.CLOSE:
+                    seen.set_result((frame.close_code, frame.close_reason))
+
+        url = await started(server)
+        async with ws_connect(url) as client:
+            await client.send("start")
+            assert await client.recv() == "ready"
+            await client.close(4001, "going ✓")
+        assert await asyncio.wait_for(seen, 5) == (4001, "going ✓")
+        await server.close()
+
+    run(main())
+
+
+def test_a_handler_ended_by_connection_closed_is_logged_at_debug_and_its_finally_runs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def main() -> None:
+        cleaned_up = asyncio.Event()
+        server = Server()
+
+        @server.get("/ws")
+        async def handler(ctx: Any) -> None:
+            ws = await ctx.upgrade_to_websocket()
+            try:
+                while (message := await ws.recv()) is not None:
+                    await ws.send(message)
+                await ws.send("after the loop")  # the peer has closed: ConnectionClosed ends the handler
+            finally:
+                cleaned_up.set()
+
+        url = await started(server)
+        async with ws_connect(url) as client:
+            await client.close(4002, "done")
+        await asyncio.wait_for(cleaned_up.wait(), 5)
+        await server.close()
+
+    with caplog.at_level(logging.DEBUG, logger="wsstack"):
+        run(main())
+    (record,) = [r for r in caplog.records if "closed under the handler" in r.getMessage()]
+    assert record.levelno == logging.DEBUG and "4002" in record.getMessage()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 def test_handler_exception_closes_with_1011() -> None:
@@ -266,6 +453,118 @@ def test_max_connections_answers_503() -> None:
     run(main())
 
 
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+@pytest.mark.parametrize("port", [99999, 65536, -5])
+def test_listen_refuses_a_port_out_of_range_on_either_loop(loop: str, port: int) -> None:
+    """uvloop used to bind 99999 modulo 65536 in silence; the default loop, to fail in its resolver."""
+    uvloop = pytest.importorskip("uvloop") if loop == "uvloop" else None
+
+    async def main() -> None:
+        server = Server()
+        with pytest.raises(ValueError, match=f"port must be from 0 to 65535, not {port}"):
+            await server.listen(port)
+
+    event_loop = asyncio.new_event_loop() if uvloop is None else uvloop.new_event_loop()
+    try:
+        event_loop.run_until_complete(main())
+    finally:
+        event_loop.close()
+
+
+def test_past_max_connections_the_handler_does_not_run() -> None:
+    """The 503 goes out before routing to a handler: no handler work for a connection that cannot be served."""
+
+    async def main() -> None:
+        server = Server(max_connections=1)
+        entered: list[str] = []
+
+        @server.get("/ws")
+        async def handler(ctx: Any) -> None:
+            entered.append(ctx.path)
+            ws = await ctx.upgrade_to_websocket()
+            await ws.recv()
+
+        url = await started(server)
+        first = await connect(url)
+        with pytest.raises(InvalidHandshake) as info:
+            await connect(url)
+        assert info.value.status == 503
+        assert entered == ["/ws"]
+        await first.close()
+        await server.close()
+
+    run(main())
+
+
+def route_options_server() -> Server:
+    """A server with a small message limit and a fast heartbeat, and two routes that only turn compression on."""
+    server = Server(Options(max_message_size=50, ping_interval=0.05, ping_timeout=0.2))
+
+    async def echo(ws: WebSocket) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    @server.get("/positional")
+    async def positional(ctx: Any) -> None:
+        await echo(await ctx.upgrade_to_websocket(Options(enable_compression=True)))
+
+    @server.get("/keyword")
+    async def keyword(ctx: Any) -> None:
+        await echo(await ctx.upgrade_to_websocket(enable_compression=True))
+
+    return server
+
+
+@pytest.mark.parametrize("path", ["/positional", "/keyword"])
+def test_upgrade_options_override_only_what_they_set(path: str) -> None:
+    """``upgrade_to_websocket(Options(enable_compression=True))`` keeps the server's limit and heartbeat.
+
+    It used to replace them with the defaults: 10,000-byte messages accepted, pings every 20 s.
+    """
+
+    async def main() -> None:
+        server = route_options_server()
+        await server.listen(0)
+        url = f"ws://127.0.0.1:{server.port}{path}"
+        async with connect(url, options=Options(enable_compression=True)) as ws:
+            assert ws.extensions == ["permessage-deflate"]
+            await ws.send("x" * 50)
+            assert await ws.recv() == "x" * 50
+            await ws.send("x" * 10_000)
+            assert await ws.recv() is None
+            assert ws.close_code == 1009
+        # The server's 0.05 s heartbeat still runs: a client that never answers a ping is failed with 1011.
+        silent = await connect(url, options=Options(enable_compression=True, auto_pong=False, ping_interval=None))
+        assert await asyncio.wait_for(silent.recv(), 5) is None
+        assert silent.close_code == 1011
+        await server.close()
+
+    run(main())
+
+
+def test_a_subprotocol_the_client_did_not_offer_is_a_server_error(caplog: pytest.LogCaptureFixture) -> None:
+    """The handler's mistake, not the client's: 500 and a log line naming it, not a 400 in silence."""
+
+    async def main() -> None:
+        server = Server()
+
+        @server.get("/ws")
+        async def handler(ctx: Any) -> None:
+            await ctx.upgrade_to_websocket(subprotocol="chat")
+
+        url = await started(server)
+        with pytest.raises(InvalidHandshake) as info:
+            await connect(url, subprotocols=["superchat"])
+        assert info.value.status == 500
+        await server.close()
+
+    with caplog.at_level("ERROR", logger="wsstack"):
+        run(main())
+    failures = [r for r in caplog.records if r.levelname == "ERROR" and "handler for GET /ws failed" in r.getMessage()]
+    assert len(failures) == 1
+    assert failures[0].exc_info is not None and "'chat' was not offered" in str(failures[0].exc_info[1])
+
+
 def test_allowed_origins_answers_403() -> None:
     async def main() -> None:
         server = echo_server(allowed_origins=["https://good.example"])
@@ -331,6 +630,72 @@ def test_heartbeat_detects_a_silent_peer_and_closes_1011() -> None:
         assert data[close_at] == 0x88
         assert data[close_at + 2 : close_at + 4] == (1011).to_bytes(2, "big")
         assert await asyncio.wait_for(closed, 5) == 1011
+        writer.close()
+        await server.close()
+
+    run(main())
+
+
+async def silent_peer(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A client that completes the opening handshake, then never reads nor answers anything."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(UPGRADE)
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    return reader, writer
+
+
+@pytest.mark.parametrize("close_timeout", [0.3, 0])
+def test_server_close_times_out_when_the_client_never_answers(close_timeout: float) -> None:
+    """After ``close_timeout`` seconds; with 0, as soon as the close frame is out."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        outcome: asyncio.Future[tuple[float, int | None]] = loop.create_future()
+        server = Server(Options(close_timeout=close_timeout, ping_interval=None))
+
+        @server.get("/ws")
+        async def closer(ctx: Any) -> None:
+            ws = await ctx.upgrade_to_websocket()
+            started = loop.time()
+            await ws.close(4000, "going")
+            outcome.set_result((loop.time() - started, ws.close_code))
+
+        await server.listen(0)
+        _, writer = await silent_peer(server.port)
+        elapsed, code = await asyncio.wait_for(outcome, 10)
+        assert close_timeout - 0.05 < elapsed < close_timeout + 1.5
+        assert code == 1006  # the closing handshake did not complete
+        writer.close()
+        await server.close()
+
+    run(main())
+
+
+@pytest.mark.parametrize("ending", ["close", "heartbeat"])
+def test_a_ping_to_a_silent_peer_fails_with_connection_closed_when_the_connection_ends(ending: str) -> None:
+    async def main() -> None:
+        outcome: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+        heartbeat = {"ping_interval": 0.1, "ping_timeout": 0.2} if ending == "heartbeat" else {"ping_interval": None}
+        server = Server(Options(close_timeout=0.3, **heartbeat))  # type: ignore[arg-type]
+
+        @server.get("/ws")
+        async def handler(ctx: Any) -> None:
+            ws = await ctx.upgrade_to_websocket()
+            ping = ws.ping(b"are you there")
+            if ending == "close":
+                await ws.close()  # no answer: the close times out and the connection is dropped
+            try:
+                await asyncio.wait_for(ping, 5)
+            except BaseException as exc:
+                outcome.set_result(exc)
+            else:
+                outcome.set_result(None)
+
+        await server.listen(0)
+        _, writer = await silent_peer(server.port)
+        error = await asyncio.wait_for(outcome, 10)
+        assert isinstance(error, ConnectionClosed), error
+        assert error.code == (1011 if ending == "heartbeat" else 1006)
         writer.close()
         await server.close()
 

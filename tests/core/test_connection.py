@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import array
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -159,6 +161,35 @@ def test_frame_mode_yields_every_frame() -> None:
     assert server.data_to_send() == unmasked(0x8A, b"!")
 
 
+def test_frame_mode_entered_mid_message_delivers_what_was_assembled() -> None:
+    """The fragments read before the switch are one frame, not lost; the message goes on as frames."""
+    server = open_server()
+    assert feed(server, masked(0x01, b"frag") + masked(0x00, b"men")) == []
+    server.frame_mode = True
+    assert feed(server, masked(0x80, b"ted") + masked(0x82, b"bin")) == [
+        Frame(Opcode.TEXT, b"fragmen", False),
+        Frame(Opcode.CONTINUATION, b"ted", True),
+        Frame(Opcode.BINARY, b"bin", True),
+    ]
+
+
+def test_frame_mode_delivers_a_close_frame_with_its_code_and_reason() -> None:
+    server = open_server()
+    server.frame_mode = True
+    (frame,) = feed(server, masked(0x88, b"\x0f\xa0going"))
+    assert frame == Frame(Opcode.CLOSE, b"\x0f\xa0going")
+    assert (frame.close_code, frame.close_reason) == (4000, "going")
+    assert server.data_to_send() == unmasked(0x88, b"\x0f\xa0going")
+
+
+def test_frame_mode_checks_a_close_frame_before_delivering_it() -> None:
+    server = open_server()
+    server.frame_mode = True
+    events = feed(server, masked(0x88, b"\x03\xe8\xff"))
+    assert not any(isinstance(event, Frame) for event in events)
+    assert failure_code(server, events) == 1007
+
+
 def test_frame_mode_still_validates_utf8() -> None:
     server = open_server()
     server.frame_mode = True
@@ -170,12 +201,57 @@ def test_frame_mode_still_validates_utf8() -> None:
 # -- pings and pongs
 
 
+def test_a_manual_pong_with_auto_pong_on_is_a_second_pong_as_documented() -> None:
+    server = open_server()
+    assert feed(server, masked(0x89, b"x")) == [Ping(b"x")]
+    server.pong(b"x")  # not suppressed: an unsolicited pong is allowed (RFC 6455 5.5.3)
+    assert server.data_to_send() == unmasked(0x8A, b"x") * 2
+
+
 def test_auto_pong_can_be_turned_off() -> None:
     server = open_server(Options(auto_pong=False))
     assert feed(server, masked(0x89, b"x")) == [Ping(b"x")]
     assert server.data_to_send() == b""
     server.pong(b"x")
     assert server.data_to_send() == unmasked(0x8A, b"x")
+
+
+NOT_MESSAGES = [5, 0, True, False, 10**9, 3.5, None, {}, {"a": 1}, [1, 2]]
+
+
+@pytest.mark.parametrize("value", NOT_MESSAGES, ids=repr)
+@pytest.mark.parametrize("call", ["send", "send_binary", "ping", "pong"])
+def test_a_value_that_is_not_a_message_is_refused_with_what_is_accepted(call: str, value: object) -> None:
+    client, server = open_pair()
+    for conn in (client, server):
+        # bytes(5) would be five zero bytes, and bytes(10**9) a gigabyte: nothing may be made of an int.
+        accepted = "a bytes-like object" if call == "send_binary" else "str or a bytes-like object"
+        with pytest.raises(TypeError, match=rf"^{call}\(\) takes {accepted}, not {type(value).__name__}$"):
+            getattr(conn, call)(value)
+        assert conn.data_to_send() == b""
+
+
+@pytest.mark.parametrize(
+    "value", [b"ab\x00", bytearray(b"ab\x00"), memoryview(b"xab\x00")[1:], array.array("B", b"ab\x00")], ids=repr
+)
+def test_every_bytes_like_object_is_sent_as_binary(value: object) -> None:
+    client, server = open_pair()
+    for call in ("send", "send_binary"):
+        getattr(client, call)(value)
+        assert transfer(client, server) == [BinaryMessage(b"ab\x00")]
+    client.ping(value)  # type: ignore[arg-type]
+    assert transfer(client, server) == [Ping(b"ab\x00")]
+
+
+def test_a_str_subclass_is_sent_as_text() -> None:
+    class Name(str):
+        pass
+
+    client, server = open_pair()
+    client.send(Name("alice"))
+    assert transfer(client, server) == [TextMessage("alice")]
+    with pytest.raises(TypeError, match="not str"):
+        client.send_binary(Name("alice"))  # type: ignore[arg-type]
 
 
 def test_ping_payload_limit() -> None:
@@ -195,9 +271,31 @@ def test_close_initiated_by_client() -> None:
     assert client.state is State.CLOSING
     assert transfer(client, server) == [CloseReceived(1000, "done")]
     assert server.state is State.CLOSED
-    assert transfer(server, client) == [CloseReceived(1000, "")]
+    # The answer echoes the code and the reason (RFC 6455 §5.5.1; what websockets and Node's ws do).
+    assert transfer(server, client) == [CloseReceived(1000, "done")]
     assert client.state is State.CLOSED
     assert client.close_code == server.close_code == 1000
+    assert client.close_reason == server.close_reason == "done"
+
+
+def test_the_answer_to_a_close_echoes_its_code_and_reason_byte_for_byte() -> None:
+    server = open_server()
+    reason = "bye ✓ " + "x" * 115  # 123 bytes of UTF-8: the longest reason a close frame holds
+    payload = (4001).to_bytes(2, "big") + reason.encode()
+    assert len(payload) == 125
+    assert feed(server, masked(0x88, payload)) == [CloseReceived(4001, reason)]
+    assert server.data_to_send() == unmasked(0x88, payload)
+
+
+def test_a_close_answered_after_our_own_is_not_echoed() -> None:
+    client, server = open_pair()
+    server.close(1001, "going away")
+    ours = server.data_to_send()
+    client.close(1000, "bye")  # crossed on the wire: each side's close answers the other's
+    assert transfer(client, server) == [CloseReceived(1000, "bye")]
+    assert server.data_to_send() == b""
+    assert feed(client, ours) == [CloseReceived(1001, "going away")]
+    assert client.data_to_send() == b""
 
 
 def test_close_initiated_by_server_with_empty_payload() -> None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from helpers import masked, open_pair, transfer, unmasked
 from wsstack.connection import ClientConnection, ServerConnection, State
 from wsstack.errors import InvalidHandshake, InvalidState
 from wsstack.events import HandshakeComplete, HandshakeFailed, RequestReceived, TextMessage
 from wsstack.http11 import Headers, Response, ResponseParser
-from wsstack.options import Options
+from wsstack.options import HTTPLimits, Options
 
 UPGRADE = (
     b"GET /chat?room=1 HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -123,6 +125,19 @@ def test_subprotocol_not_offered_is_not_chosen() -> None:
     assert client.subprotocol is server.subprotocol is None
 
 
+def test_accepting_a_subprotocol_not_offered_is_the_callers_value_error() -> None:
+    """Not the client's fault, so not an ``InvalidHandshake`` (a 400): the request stays pending for a 500."""
+    server = ServerConnection()
+    server.receive_data(UPGRADE + b"Sec-WebSocket-Protocol: superchat\r\n\r\n")
+    server.events()
+    with pytest.raises(ValueError, match="'chat' was not offered") as info:
+        server.accept(subprotocol="chat")
+    assert not isinstance(info.value, InvalidHandshake)
+    assert server.state is State.REQUEST_RECEIVED and server.data_to_send() == b""
+    server.respond(Response(500, "Internal Server Error", Headers()))
+    assert response_of(server.data_to_send()).status == 500
+
+
 def test_client_rejects_a_bad_accept_key() -> None:
     client = ClientConnection("ws://example.com/")
     client.data_to_send()
@@ -152,6 +167,52 @@ def test_client_reports_a_refusal_with_its_status() -> None:
     [event] = client.events()
     assert isinstance(event, HandshakeFailed)
     assert event.response is not None and event.response.status == 403 and event.response.body == b"no"
+
+
+def test_a_refusal_error_carries_the_answer() -> None:
+    client = ClientConnection("ws://example.com/")
+    client.receive_data(b"HTTP/1.1 403 Forbidden\r\nX-Reason: banned\r\nContent-Length: 2\r\n\r\nno")
+    [event] = client.events()
+    assert isinstance(event, HandshakeFailed)
+    error = event.error
+    assert (error.status, error.headers, error.body) == (403, [("X-Reason", "banned"), ("Content-Length", "2")], b"no")
+
+
+@given(st.binary(max_size=300), st.data())
+def test_a_refusal_body_delimited_by_the_close_in_any_split(body: bytes, data: st.DataObject) -> None:
+    stream = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\n\r\n" + body
+    cuts = sorted(data.draw(st.lists(st.integers(1, len(stream) - 1), max_size=4, unique=True)))
+    client = ClientConnection("ws://example.com/")
+    for start, end in zip([0, *cuts], [*cuts, len(stream)]):
+        client.receive_data(stream[start:end])
+        assert client.events() == []  # the body runs until the close
+    assert client.state is State.CONNECTING
+    client.receive_data(b"")
+    [event] = client.events()
+    assert isinstance(event, HandshakeFailed) and event.response is not None
+    assert (event.error.status, event.error.body, event.response.body) == (503, body, body)
+    assert client.state is State.CLOSED
+
+
+def test_a_refusal_body_delimited_by_the_close_is_bounded() -> None:
+    client = ClientConnection("ws://example.com/", Options(http_limits=HTTPLimits(max_body_size=10)))
+    client.receive_data(b"HTTP/1.1 404 Not Found\r\n\r\n0123456")
+    assert client.events() == []
+    client.receive_data(b"789abcdef")
+    [event] = client.events()  # the bound reached: no need to wait for the close
+    assert isinstance(event, HandshakeFailed) and event.error.body == b"0123456789"
+    assert client.state is State.CLOSED
+    client.receive_data(b"more")
+    client.receive_data(b"")
+    assert client.events() == []
+
+
+def test_a_bodiless_refusal_does_not_wait_for_the_close() -> None:
+    for head in (b"HTTP/1.1 204 No Content\r\n\r\n", b"HTTP/1.1 304 Not Modified\r\n\r\n"):
+        client = ClientConnection("ws://example.com/")
+        client.receive_data(head)
+        [event] = client.events()
+        assert isinstance(event, HandshakeFailed) and event.error.body == b""
 
 
 def test_eof_during_handshake() -> None:

@@ -13,7 +13,7 @@ from wsstack import _pyspeedups
 from wsstack.errors import InvalidPayloadData, ProtocolError
 from wsstack.frames import (
     FIN,
-    MaskKeys,
+    Frame,
     Opcode,
     build_close,
     frame_header,
@@ -68,12 +68,74 @@ def test_masked_serialization_matches_reference(payload: bytes, key: bytes, opco
     assert serialize_frame(FIN | opcode, payload, key) == masked(FIN | opcode, payload, key)
 
 
-def test_mask_keys_are_4_bytes_and_vary() -> None:
-    keys = MaskKeys()
-    drawn = [keys.next() for _ in range(3000)]
-    assert all(len(k) == 4 for k in drawn)
+@pytest.mark.parametrize("implementation", ["c", "python"])
+def test_mask_keys_are_4_bytes_and_vary(cspeedups: ModuleType, implementation: str) -> None:
+    module = cspeedups if implementation == "c" else _pyspeedups
+    drawn = [module.mask_key() for _ in range(3000)]
+    assert all(type(k) is bytes and len(k) == 4 for k in drawn)
     # 3000 draws cross a batch boundary; a CSPRNG repeats a 32-bit key rarely.
     assert len(set(drawn)) > 2990
+
+
+@pytest.mark.parametrize("implementation", ["c", "python"])
+def test_a_forked_child_draws_other_mask_keys_than_its_parent(cspeedups: ModuleType, implementation: str) -> None:
+    import os
+
+    module = cspeedups if implementation == "c" else _pyspeedups
+    module.mask_key()  # a batch drawn: without the fork hook the child would go on with a copy of it
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe, then leaves at once
+        try:
+            os.write(writer, b"".join(module.mask_key() for _ in range(8)))
+        finally:
+            os._exit(0)
+    os.close(writer)
+    try:
+        child = b""
+        while chunk := os.read(reader, 64):
+            child += chunk
+    finally:
+        os.close(reader)
+        os.waitpid(pid, 0)
+    parent = b"".join(module.mask_key() for _ in range(8))
+    assert len(child) == 32 and child != parent
+
+
+@given(
+    first=st.integers(0, 255),
+    payload=st.one_of(st.binary(max_size=300), st.integers(65_530, 65_540).map(bytes)),
+    kind=st.sampled_from([bytes, bytearray, memoryview]),
+)
+def test_client_frames_are_masked_with_a_fresh_key_in_c_and_python(
+    cspeedups: ModuleType, first: int, payload: bytes, kind: type
+) -> None:
+    text = payload.decode("latin-1")
+    for module in (cspeedups, _pyspeedups):
+        for frame, data in (
+            (module.serialize_client_frame(first, kind(payload)), payload),
+            (module.serialize_client_text(first, text), text.encode()),
+        ):
+            header = len(frame) - len(data) - 4
+            key = frame[header : header + 4]
+            assert frame == masked(first, data, key)
+
+
+@pytest.mark.parametrize("implementation", ["c", "python"])
+def test_client_frame_functions_refuse_what_their_server_forms_refuse(
+    cspeedups: ModuleType, implementation: str
+) -> None:
+    module = cspeedups if implementation == "c" else _pyspeedups
+    with pytest.raises(TypeError, match="serialize_client_text\\(\\) takes str, not bytes"):
+        module.serialize_client_text(0x81, b"x")
+    with pytest.raises(UnicodeEncodeError):
+        module.serialize_client_text(0x81, "\ud800")
+    with pytest.raises(TypeError):
+        module.serialize_client_frame(0x82, "text")
+    with pytest.raises((ValueError, OverflowError)):
+        module.serialize_client_frame(256, b"x")
+    with pytest.raises(TypeError):
+        module.serialize_client_frame(0x82, b"x", b"abcd")
 
 
 def test_close_payload_round_trip() -> None:
@@ -97,6 +159,18 @@ def test_unsendable_close_codes(code: int) -> None:
 def test_sendable_close_codes(code: int) -> None:
     assert is_sendable_close_code(code)
     assert parse_close(build_close(code)) == (code, "")
+
+
+def test_a_close_frame_tells_its_code_and_reason() -> None:
+    frame = Frame(Opcode.CLOSE, build_close(4000, "é"))
+    assert (frame.close_code, frame.close_reason) == (4000, "é")
+    empty = Frame(Opcode.CLOSE, b"")
+    assert (empty.close_code, empty.close_reason) == (1005, "")
+    for opcode in (Opcode.TEXT, Opcode.PING, Opcode.PONG):
+        other = Frame(opcode, b"\x03\xe8")
+        assert (other.close_code, other.close_reason) == (None, None)
+    with pytest.raises(ProtocolError):
+        _ = Frame(Opcode.CLOSE, b"\x03").close_code
 
 
 def test_close_payload_errors() -> None:
@@ -138,6 +212,47 @@ def test_serialize_frame_refuses_bad_arguments(cspeedups: ModuleType, implementa
         write(0x82, "text")  # type: ignore[arg-type]
     with pytest.raises((ValueError, OverflowError)):
         write(256, b"x")
+
+
+@given(
+    first=st.integers(0, 255),
+    # ASCII (C frames it in place), any text (C encodes it), and past the 16-bit length.
+    text=st.one_of(
+        st.text(st.characters(max_codepoint=127), max_size=300),
+        st.text(max_size=300),
+        st.integers(65_530, 65_540).map(lambda n: "é" * (n // 2)),
+    ),
+    key=st.one_of(st.none(), st.binary(min_size=4, max_size=4)),
+    subclass=st.booleans(),
+)
+def test_c_serialize_text_equals_python_and_serialize_frame_of_the_utf8(
+    cspeedups: ModuleType, first: int, text: str, key: bytes | None, subclass: bool
+) -> None:
+    class Text(str):
+        pass
+
+    given_text = Text(text) if subclass else text
+    expected = _pyspeedups.serialize_frame(first, text.encode(), key)
+    assert _pyspeedups.serialize_text(first, given_text, key) == expected
+    assert cspeedups.serialize_text(first, given_text, key) == expected
+
+
+@pytest.mark.parametrize("implementation", ["c", "python"])
+def test_serialize_text_refuses_what_serialize_frame_refuses_and_what_is_not_text(
+    cspeedups: ModuleType, implementation: str
+) -> None:
+    write = cspeedups.serialize_text if implementation == "c" else _pyspeedups.serialize_text
+    for not_text in (b"bytes", bytearray(b"x"), 5, None):
+        with pytest.raises(TypeError, match="serialize_text\\(\\) takes str, not"):
+            write(0x81, not_text)  # type: ignore[arg-type]
+    with pytest.raises(UnicodeEncodeError):
+        write(0x81, "lone \ud800 surrogate")
+    with pytest.raises(ValueError):
+        write(0x81, "x", b"abc")
+    with pytest.raises((ValueError, OverflowError)):
+        write(256, "x")
+    with pytest.raises(TypeError):
+        write(0x81)  # type: ignore[call-arg]
 
 
 def test_serialize_frame_takes_mask_key_by_name() -> None:

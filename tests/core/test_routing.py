@@ -70,6 +70,16 @@ def test_context_reads_the_request() -> None:
     assert response.headers["Content-Type"].startswith("text/plain")
 
 
+def test_query_gives_one_value() -> None:
+    """``ctx.query("name")`` is the string the seed's users expect; ``query_params`` keeps the lists."""
+    ctx = RequestContext(Request("GET", "/ws?name=alice&tag=a&tag=b&empty=&caf%C3%A9=%C3%A9t%C3%A9", Headers()))
+    assert ctx.query("name") == "alice"
+    assert ctx.query("tag") == "a" and ctx.query_params["tag"] == ["a", "b"]
+    assert ctx.query("empty") == "" and ctx.query("empty", "x") == ""
+    assert ctx.query("café") == "été"
+    assert ctx.query("missing") is None and ctx.query("missing", "guest") == "guest"
+
+
 def test_default_response_is_empty_200() -> None:
     response = HTTPResponse().to_response()
     assert (response.status, response.body) == (200, b"")

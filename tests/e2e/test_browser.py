@@ -9,16 +9,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import json
+import signal
 import sys
 from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
 
+import uvicorn
+
 import sync_helpers
-from browser import TIMEOUT, chromium, find_chromium
+from browser import TIMEOUT, Page, chromium, find_chromium
+from redis_server import RedisServer
+from supervisor import Supervisor, demo_worker_of
 from wsstack.asyncio import Server, connect
 from wsstack.cli import demo
+from wsstack.uvicorn import WebSocketProtocol
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,6 +63,7 @@ def test_demo_chat_in_chromium(tmp_path: Path) -> None:
             assert "permessage-deflate" in browser_side.extensions
 
             async with connect(f"ws://127.0.0.1:{port}/ws?name=python") as python:
+                assert await python.recv() == "chromium joined"  # the room's recent lines first
                 assert await python.recv() == "python joined"
                 await page.wait_for_text("#messages li", "python joined")
 
@@ -78,6 +86,65 @@ def test_demo_chat_in_chromium(tmp_path: Path) -> None:
             await page.wait_for_text("#messages li", "python left")
 
     run(scenario())
+
+
+async def join_as(page: Page, name: str) -> None:
+    await page.evaluate(
+        f"document.getElementById('name').value = {json.dumps(name)};document.getElementById('join').click();"
+    )
+    await page.wait_for_text("#messages li", f"{name} joined")
+
+
+async def say(page: Page, text: str) -> None:
+    await page.evaluate(
+        f"document.getElementById('message').value = {json.dumps(text)};document.getElementById('send').click();"
+    )
+
+
+def test_demo_across_two_workers_in_chromium(tmp_path: Path, redis_server: RedisServer) -> None:
+    """``demo --workers 2 --redis URL``: two pages on different workers and a Python client are in one room."""
+    chromium_binary = find_chromium()
+    command = [sys.executable, "-m", "wsstack", "-v", "demo", "--workers", "2", "--port", "0"]
+    sup = Supervisor(tmp_path, [*command, "--redis", redis_server.url])
+
+    async def scenario() -> None:
+        async with chromium(chromium_binary, tmp_path) as devtools:
+            # Pages join until two sit on different workers (the kernel picks by a hash: about 2 tries).
+            pages: dict[int, tuple[str, Page]] = {}
+            for n in range(12):
+                name = f"page{n}"
+                page = await devtools.open(f"http://127.0.0.1:{sup.port}/")
+                await join_as(page, name)
+                pages.setdefault(demo_worker_of(sup, name), (name, page))
+                if len(pages) == 2:
+                    break
+            assert set(pages) == sup.children()
+            (a_name, a), (b_name, b) = pages.values()
+
+            async with connect(f"ws://127.0.0.1:{sup.port}/ws?name=python") as python:
+                while await python.recv() != "python joined":
+                    pass  # the room's recent lines come first
+                await a.wait_for_text("#messages li", "python joined")
+                await b.wait_for_text("#messages li", "python joined")
+                for speaker, page in ((a_name, a), (b_name, b)):
+                    await say(page, f"hello from {speaker}")
+                    line = f"{speaker}: hello from {speaker}"
+                    assert await python.recv() == line
+                    await a.wait_for_text("#messages li", line)
+                    await b.wait_for_text("#messages li", line)
+                await python.send("hello from python")
+                await a.wait_for_text("#messages li", "python: hello from python")
+                await b.wait_for_text("#messages li", "python: hello from python")
+            await a.wait_for_text("#messages li", "python left")
+            await b.wait_for_text("#messages li", "python left")
+
+    try:
+        run(scenario())
+        sup.proc.send_signal(signal.SIGTERM)
+        assert sup.proc.wait(15) == 0
+        assert b"Traceback" not in sup.log()
+    finally:
+        sup.stop()
 
 
 def load_example(name: str) -> ModuleType:
@@ -122,3 +189,49 @@ def test_seed_browser_client_against_the_sync_echo_example(tmp_path: Path) -> No
 
     with sync_helpers.serving(server) as url:
         run(scenario(sync_helpers.port_of(url)))
+
+
+def test_fastapi_chat_example_in_chromium_on_uvicorn(tmp_path: Path) -> None:
+    """examples/fastapi_chat.py under uvicorn with ``--ws wsstack.uvicorn:WebSocketProtocol``, used from Chromium."""
+    chromium_binary = find_chromium()
+    example = load_example("fastapi_chat")
+
+    async def scenario() -> None:
+        config = uvicorn.Config(
+            example.app, host="127.0.0.1", port=0, ws="wsstack.uvicorn:WebSocketProtocol", log_level="warning"
+        )
+        server = uvicorn.Server(config)
+        serve = asyncio.create_task(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        try:
+            async with chromium(chromium_binary, tmp_path) as devtools:
+                page = await devtools.open(f"http://127.0.0.1:{port}/")
+                await page.evaluate(
+                    "document.getElementById('name').value = 'chromium';document.getElementById('join').click();"
+                )
+                await page.wait_for_text("#messages li", "chromium joined")
+
+                # The browser's connection is ours, and took the permessage-deflate it offered.
+                (browser_side,) = [p for p in server.server_state.connections if isinstance(p, WebSocketProtocol)]
+                assert [extension.name for extension in browser_side.core.extensions] == ["permessage-deflate"]
+
+                async with connect(f"ws://127.0.0.1:{port}/ws?name=python") as python:
+                    assert await python.recv() == "python joined"
+                    await page.wait_for_text("#messages li", "python joined")
+                    await page.evaluate(
+                        "document.getElementById('message').value = 'hello from chromium';"
+                        "document.getElementById('send').click();"
+                    )
+                    assert await python.recv() == "chromium: hello from chromium"
+                    long_line = "la " * 5000
+                    await python.send(long_line)
+                    assert await python.recv() == f"python: {long_line}"
+                    await page.wait_for_text("#messages li", f"python: {long_line}")
+                await page.wait_for_text("#messages li", "python left")
+        finally:
+            server.should_exit = True
+            await serve
+
+    run(scenario())

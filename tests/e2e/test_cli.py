@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shlex
 import signal
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -123,9 +125,9 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CLIServer]
     ("args", "expected"),
     [
         ((), ["demo", "echo", "client"]),
-        (("demo",), ["--host", "--port"]),
+        (("demo",), ["--host", "--port", "--workers", "--redis", "--hub", "--history", "newcomers"]),
         (("echo",), ["--host", "--port", "--compression"]),
-        (("client",), ["url", "--compression", "--subprotocol"]),
+        (("client",), ["url", "--compression", "--subprotocol", "--linger"]),
     ],
 )
 def test_help(args: tuple[str, ...], expected: list[str]) -> None:
@@ -141,6 +143,72 @@ def test_a_command_is_required() -> None:
     result = subprocess.run(wsstack_command(), check=False, capture_output=True, text=True, timeout=30, env=cli_env())
     assert result.returncode == 2
     assert "required" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+# ------------------------------------------------------------------- errors
+
+
+def one_line_error(*args: str) -> tuple[int, str]:
+    """Run a command expected to fail; its exit status and its one line of stderr."""
+    result = subprocess.run(
+        wsstack_command(*args),
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=cli_env(),
+        stdin=subprocess.DEVNULL,
+    )
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stdout == ""
+    return result.returncode, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("client", "http://127.0.0.1:1/"), "not a WebSocket URL"),
+        (("client", "127.0.0.1:1"), "not a WebSocket URL"),
+        (("client", "--linger", "-1", "ws://127.0.0.1:1/"), "--linger"),
+        (("client", "--linger", "soon", "ws://127.0.0.1:1/"), "not a number of seconds"),
+        (("echo", "--port", "99999"), "port 99999 is not in 0-65535"),
+        (("echo", "--port", "-5"), "port -5 is not in 0-65535"),
+        (("echo", "--sync", "--port", "65536"), "port 65536"),
+        (("demo", "--port", "99999"), "port 99999"),
+        (("demo", "--redis", "http://127.0.0.1:6379/"), "not a Redis URL"),
+        (("demo", "--hub", "pubsub"), "--hub needs --redis"),
+        (("demo", "--hub", "kafka", "--redis", "redis://127.0.0.1:1/0"), "invalid choice"),
+        (("demo", "--history", "-3"), "use 0 or more"),
+        (("echo", "--port", "http"), "not a port number"),
+    ],
+)
+def test_a_usage_error_is_one_line_and_status_2(args: tuple[str, ...], words: str) -> None:
+    status, line = one_line_error(*args)
+    assert status == 2
+    assert words in line and line.startswith("python -m wsstack ")
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A loopback port bound (and not listening) for the test's duration: nobody can listen on it, nor connect."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+def test_connection_refused_is_one_line_and_status_1(taken_port: int) -> None:
+    status, line = one_line_error("client", f"ws://127.0.0.1:{taken_port}/")
+    assert status == 1
+    assert "cannot connect" in line
+
+
+@pytest.mark.parametrize("command", [("echo",), ("echo", "--sync"), ("demo",)], ids=["echo", "echo-sync", "demo"])
+def test_a_port_in_use_is_one_line_and_status_1(command: tuple[str, ...], taken_port: int) -> None:
+    status, line = one_line_error(*command, "--port", str(taken_port))
+    assert status == 1
+    assert f"cannot listen on 127.0.0.1:{taken_port}: Address already in use" in line
 
 
 # --------------------------------------------------------------------- echo
@@ -332,6 +400,52 @@ def test_client_cannot_connect() -> None:
     run(scenario())
 
 
+def readme_pipe_example() -> str:
+    """The README's ``printf ... | python -m wsstack client`` command, as written there."""
+    for line in (ROOT / "README.md").read_text().splitlines():
+        if line.startswith("printf") and "python -m wsstack client" in line:
+            return line
+    raise AssertionError("the README has no printf | python -m wsstack client example")
+
+
+@bounded(120)
+def test_the_readme_pipe_example_prints_the_echo_every_time(echo_server: CLIServer) -> None:
+    """Issue #12: the client used to close at the end of input, and the echo was lost in about 1 run of 3."""
+    command = readme_pipe_example().replace("127.0.0.1:9001", f"127.0.0.1:{echo_server.port}")
+    assert command != readme_pipe_example()
+    command = command.replace("python -m wsstack", shlex.quote(sys.executable) + " -m wsstack")
+    for _ in range(10):
+        result = subprocess.run(
+            command, shell=True, check=False, capture_output=True, text=True, timeout=30, env=cli_env()
+        )
+        assert (result.returncode, result.stdout) == (0, "< hello\n"), result.stderr
+
+
+def test_the_linger_waits_for_a_late_answer_and_ends_when_the_server_closes() -> None:
+    """A reply 0.3 s after the last line still arrives; the server's close ends a 30 s linger at once."""
+
+    async def late(ws: Any) -> None:
+        line = await ws.recv()
+        await asyncio.sleep(0.3)
+        await ws.send(f"late answer to {line}")
+        await ws.close(1000, "bye")
+
+    async def scenario() -> None:
+        srv = await serve_once(late)
+        try:
+            async with client_process(f"ws://127.0.0.1:{srv.port}/ws", "--linger", "30") as proc:
+                assert proc.stdin is not None and proc.stderr is not None
+                proc.stdin.write(b"hi\n")
+                proc.stdin.close()  # end of input right after the line, as with printf
+                assert await read_line(proc) == "< late answer to hi\n"
+                assert await asyncio.wait_for(proc.wait(), 10) == 0
+                assert "connection closed: 1000 bye" in (await proc.stderr.read()).decode()
+        finally:
+            await srv.close()
+
+    run(scenario())
+
+
 def test_format_message() -> None:
     assert format_message("hi") == "< hi"
     assert format_message(b"\xff") == "< [1 bytes] ff"
@@ -339,6 +453,11 @@ def test_format_message() -> None:
 
 
 # --------------------------------------------------------------------- demo
+
+
+def test_demo_prints_the_address_to_open(demo_server: CLIServer) -> None:
+    """Once bound, with the port it found (the fixture asks for port 0)."""
+    assert f"chat demo: open http://127.0.0.1:{demo_server.port}/ in a browser" in demo_server.output()
 
 
 def test_demo_serves_the_page(demo_server: CLIServer) -> None:
@@ -362,6 +481,7 @@ def test_demo_chat_over_ws(demo_server: CLIServer) -> None:
         assert alice.extensions == ["permessage-deflate"]
         assert await alice.recv() == "alice joined"
         async with websockets_connect(f"{base}?name=%20bob%20%20the%20builder", proxy=None) as bob:
+            assert await bob.recv() == "alice joined"  # the room's recent lines first
             assert await alice.recv() == "bob the builder joined"
             assert await bob.recv() == "bob the builder joined"
             await bob.send("hi alice")

@@ -1,10 +1,14 @@
-"""Autobahn|Testsuite chapters 1-10 against the asyncio echo server, in CI.
+"""Autobahn|Testsuite chapters 1-10 against two server testees, in CI.
 
-The full suite (517 cases, four testees, two speedup modes) takes most of an
-hour and is run by hand with compliance/run.py; its results are in
+The full suite (517 cases, five testees, two speedup modes) takes more than
+an hour and is run by hand with compliance/run.py; its results are in
 docs/conformance.md. Chapters 1 to 10 (framing, pings, reserved bits,
 opcodes, fragmentation, fail-fast UTF-8, closing, limits: 301 cases) take
-about 20 seconds and catch most regressions, so they run with the tests.
+about 20 seconds a testee and catch most regressions, so they run with the
+tests, against the asyncio echo server (``python -m wsstack echo``) and
+against uvicorn serving an ASGI echo app on wsstack.uvicorn
+(compliance/asgi_echo.py), whose adapter has its own reading, writing and
+closing paths.
 The speedup mode is this process's: CI runs the tests once with the C
 speedups and once with WSSTACK_NO_SPEEDUPS=1, which covers both.
 
@@ -42,7 +46,8 @@ CHAPTERS_1_TO_10 = 301
 UNGRADED_CLOSE_CODES = {"7.1.6": 1000, "7.13.1": 1002, "7.13.2": 1002}
 
 
-def test_autobahn_chapters_1_to_10(tmp_path: Path) -> None:
+@pytest.mark.parametrize("testee", ["asyncio-server", "uvicorn-server"])
+def test_autobahn_chapters_1_to_10(testee: str, tmp_path: Path) -> None:
     # Set up apart from the run, so that a first build does not eat into RUN_TIMEOUT.
     setup = subprocess.run(
         [sys.executable, str(REPO / "compliance" / "autobahn_env.py")],
@@ -59,7 +64,7 @@ def test_autobahn_chapters_1_to_10(tmp_path: Path) -> None:
             sys.executable,
             str(REPO / "compliance" / "run.py"),
             "--testees",
-            "asyncio-server",
+            testee,
             "--modes",
             mode,
             "--quick",
@@ -71,7 +76,7 @@ def test_autobahn_chapters_1_to_10(tmp_path: Path) -> None:
         ],
         RUN_TIMEOUT + 30,
     )
-    index_path = tmp_path / f"asyncio-server-{mode}" / "index.json"
+    index_path = tmp_path / f"{testee}-{mode}" / "index.json"
     assert index_path.exists(), f"the run wrote no report:\n{output[-3000:]}"
     (cases,) = json.loads(index_path.read_text()).values()
 

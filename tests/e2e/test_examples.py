@@ -495,6 +495,7 @@ async def connect_when_up(url: str, timeout: float, **kwargs: Any) -> Any:
         "subprotocols",
         "connection_limits",
         "chat_room",
+        "fastapi_chat",
     ],
 )
 def test_example_runs_as_a_script_until_ctrl_c(name: str) -> None:
@@ -518,6 +519,49 @@ def test_example_runs_as_a_script_until_ctrl_c(name: str) -> None:
         output, _ = proc.communicate(timeout=10)
         assert proc.returncode == 0, output.decode(errors="replace")
         assert f"127.0.0.1:{port}".encode() in output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_fastapi_chat_with_the_readme_uvicorn_command() -> None:
+    """``uvicorn examples.fastapi_chat:app --ws wsstack.uvicorn:WebSocketProtocol``, as the README has it."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "examples.fastapi_chat:app",
+        "--ws",
+        "wsstack.uvicorn:WebSocketProtocol",
+    ]
+    proc = subprocess.Popen(
+        [*command, "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=script_env()
+    )
+    try:
+
+        async def scenario() -> None:
+            alice = await connect_when_up(f"ws://127.0.0.1:{port}/ws?name=alice", 10)
+            assert await alice.recv() == "alice joined"
+            async with connect(f"ws://127.0.0.1:{port}/ws?name=bob") as bob:
+                assert await bob.recv() == "bob joined"
+                assert await alice.recv() == "bob joined"
+                await alice.send("hi bob")
+                assert await bob.recv() == "alice: hi bob"
+                assert await alice.recv() == "alice: hi bob"
+                await bob.send(b"binary is not chat")
+                await bob.send("hi alice")
+                assert await alice.recv() == "bob: hi alice"
+            assert await alice.recv() == "bob left"
+            await alice.close()
+
+        run(scenario())
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=STEP)
+        assert proc.returncode == 0, output.decode(errors="replace")
+        assert b'"WebSocket /ws?name=alice" [accepted]' in output
+        assert b"Traceback" not in output
     finally:
         if proc.poll() is None:
             proc.kill()

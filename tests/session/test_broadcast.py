@@ -72,5 +72,8 @@ def test_broadcast_skips_full_and_closed_receivers_and_counts_the_rest() -> None
 
 
 def test_broadcast_takes_only_messages() -> None:
-    with pytest.raises(TypeError, match="str or bytes-like"):
-        broadcast([], 42)  # type: ignore[arg-type]
+    for value in (42, True, {}, None):
+        with pytest.raises(
+            TypeError, match=f"broadcast\\(\\) takes str or a bytes-like object, not {type(value).__name__}"
+        ):
+            broadcast([], value)  # type: ignore[arg-type]

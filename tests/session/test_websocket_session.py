@@ -8,7 +8,7 @@ import pytest
 
 from helpers import masked, open_pair, open_server, transfer
 from wsstack.connection import State
-from wsstack.errors import ConnectionClosed
+from wsstack.errors import ConnectionClosed, InvalidState
 from wsstack.frames import Frame, Opcode
 from wsstack.options import Options
 from wsstack.session import Action, WebSocketSession
@@ -121,6 +121,35 @@ def test_frame_mode_turns_queued_messages_into_frames_in_place() -> None:
     assert len(queue) == 3
 
 
+# -- one receiver at a time
+
+
+def test_a_second_receiver_is_refused_while_one_waits() -> None:
+    session = session_for()
+    first, second = object(), object()
+    session.start_receiving(first)
+    with pytest.raises(InvalidState, match="another recv\\(\\) is already waiting"):
+        session.start_receiving(second)
+    with pytest.raises(InvalidState, match="already waiting"):
+        session.enter_frame_mode()  # the waiting recv() would get a frame
+    assert not session.core.frame_mode
+    session.stop_receiving(first)  # the transport's part, when that recv() returns
+    session.start_receiving(second)
+    assert session.receiving is second
+
+
+def test_a_receiver_taking_a_cancelled_ones_place_is_not_ended_by_it() -> None:
+    session = session_for()
+    first, second, third = object(), object(), object()
+    session.start_receiving(first)
+    session.receiver_cancelled()  # its wait was cancelled; its task has yet to leave recv()
+    session.start_receiving(second)
+    session.stop_receiving(first)  # the cancelled one leaves: the second one still waits
+    assert session.receiving is second
+    with pytest.raises(InvalidState):
+        session.start_receiving(third)
+
+
 # -- pings
 
 
@@ -153,6 +182,16 @@ def test_ping_payloads_are_random_by_default_and_unique_while_pending() -> None:
     session.ping("same", object(), now=0.0)
     with pytest.raises(ValueError, match="already waiting"):
         session.ping(b"same", object(), now=0.0)
+
+
+@pytest.mark.parametrize("value", [42, True, None, {}], ids=repr)
+def test_a_ping_of_something_not_bytes_like_is_refused_before_anything_is_sent(value: Any) -> None:
+    session = session_for()
+    with pytest.raises(TypeError, match=rf"^ping\(\) takes str or a bytes-like object, not {type(value).__name__}$"):
+        session.ping(value, object(), now=0.0)
+    assert session.core.data_to_send() == b""
+    session.ping(bytearray(b"42"), object(), now=0.0)  # and the table is still usable
+    assert session.core.data_to_send() == b"\x89\x0242"
 
 
 def test_pending_pings_are_returned_to_fail_when_the_connection_is_lost() -> None:
@@ -195,6 +234,41 @@ def test_an_unanswered_heartbeat_fails_the_connection_with_1011() -> None:
     assert server.state is State.CLOSED and server.close_code == 1011
     events = transfer(server, client)
     assert any(getattr(e, "code", None) == 1011 for e in events)
+
+
+def test_while_reading_is_paused_the_heartbeat_neither_pings_nor_fails() -> None:
+    """The application is behind and reading paused: the pong may be unread in the socket."""
+    client, server = open_pair(Options(ping_interval=5.0, ping_timeout=2.0, max_queue=1))
+    session = WebSocketSession(server)
+    session.heartbeat_start(0.0)
+    assert session.receive_data(masked(0x81, b"unread")) & Action.PAUSE_READING
+    assert session.heartbeat(5.0) == (0, 10.0)
+    assert server.data_to_send() == b""  # no ping whose pong could not be read
+    session.queue.popleft()
+    assert session.taken() == Action.RESUME_READING
+    assert session.heartbeat(10.0) == (0, 12.0)  # reading again: it pings
+    client.receive_data(server.data_to_send())
+    assert session.receive_data(masked(0x81, b"again")) & Action.PAUSE_READING
+    # The ping's timeout passes while paused: no verdict, and the clock starts again.
+    assert session.heartbeat(12.0) == (0, 14.0)
+    assert server.state is State.OPEN
+    session.queue.popleft()
+    session.taken()
+    assert session.receive_data(client.data_to_send()) & Action.HEARTBEAT  # the pong, read at last
+    assert server.state is State.OPEN
+
+
+def test_a_peer_that_reads_nothing_is_judged_even_with_reading_paused() -> None:
+    """Writing paused as well: the peer does not read what we send, and its silence counts."""
+    _, server = open_pair(Options(ping_interval=5.0, ping_timeout=2.0, max_queue=1))
+    session = WebSocketSession(server)
+    session.heartbeat_start(0.0)
+    session.heartbeat(5.0)
+    assert session.receive_data(masked(0x81, b"unread")) & Action.PAUSE_READING
+    session.pause_writing()
+    actions, when = session.heartbeat(7.0)
+    assert actions & Action.CLOSE_TCP and when is None
+    assert server.close_code == 1011
 
 
 def test_a_short_interval_pings_that_often_whatever_the_timeout() -> None:

@@ -26,7 +26,7 @@ from sync_helpers import (
     serving,
 )
 from waiting import bounded, wait_until
-from wsstack.errors import ConnectionClosed
+from wsstack.errors import ConnectionClosed, InvalidState
 from wsstack.frames import Opcode
 from wsstack.options import Options
 from wsstack.sync import Context, Server, connect
@@ -40,6 +40,9 @@ def test_recv_frame_sees_control_frames() -> None:
     @server.get("/ws")
     def handler(ctx: Context) -> None:
         ws = ctx.upgrade_to_websocket()
+        # Frame mode begins at the first recv_frame(); "ready" tells the client it has.
+        frames.append(ws.recv_frame(timeout=STEP))
+        ws.send("ready")
         while (frame := ws.recv_frame(timeout=STEP)) is not None:
             frames.append(frame)
             if frame.opcode == Opcode.CLOSE:
@@ -47,11 +50,14 @@ def test_recv_frame_sees_control_frames() -> None:
 
     with serving(server) as url:
         with ws_connect(url) as client:
+            client.send("start")
+            assert client.recv(timeout=STEP) == "ready"
             client.send(["frag", "mented"])
             client.ping(b"p")
             client.send(b"bin")
-        wait_until(lambda: len(frames) == 6)
+        wait_until(lambda: len(frames) == 7)
     assert [(f.opcode, f.payload, f.fin) for f in frames] == [
+        (Opcode.TEXT, b"start", True),
         (Opcode.TEXT, b"frag", False),
         (Opcode.CONTINUATION, b"mented", False),
         (Opcode.CONTINUATION, b"", True),  # websockets ends a fragmented send with an empty frame
@@ -107,7 +113,48 @@ def test_client_initiated_close_reaches_server_with_code_and_reason() -> None:
         # The server answers and drops TCP at once: no wait for the close timeout.
         assert time.monotonic() - started < 2
         assert seen.result(STEP) == (4001, "client leaves")
-        assert ws.close_code == 4001  # the reason is the server's answer's: the core echoes the code only
+        # The server's answer echoes the code and the reason.
+        assert (ws.close_code, ws.close_reason) == (4001, "client leaves")
+
+
+@bounded(30)
+def test_recv_frame_tells_a_close_frames_code_and_reason() -> None:
+    seen: Future[tuple[int | None, str | None]] = Future()
+    server = Server()
+
+    @server.get("/ws")
+    def handler(ctx: Context) -> None:
+        ws = ctx.upgrade_to_websocket()
+        # Frame mode begins at the first recv_frame(); "ready" tells the client it has.
+        ws.recv_frame(timeout=STEP)
+        ws.send("ready")
+        while (frame := ws.recv_frame(timeout=STEP)) is not None:
+            if frame.opcode == Opcode.CLOSE:
+                seen.set_result((frame.close_code, frame.close_reason))
+
+    with serving(server) as url:
+        with ws_connect(url) as client:
+            client.send("start")
+            assert client.recv(timeout=STEP) == "ready"
+            client.close(4001, "going ✓")
+        assert seen.result(STEP) == (4001, "going ✓")
+        received = client.protocol.close_rcvd  # the server's answer, as websockets parsed it
+        assert received is not None and (received.code, received.reason) == (4001, "going ✓")
+
+
+@bounded(30)
+@pytest.mark.parametrize("value", [5, True, 10**9, {}, {"a": 1}, None], ids=repr)
+def test_sending_what_is_not_a_message_raises_type_error_and_sends_nothing(echo_url: str, value: Any) -> None:
+    with connect(echo_url) as ws:
+        for call in (ws.send, ws.send_binary):
+            with pytest.raises(TypeError, match="bytes-like object, not"):
+                call(value)
+        for control in (ws.ping, ws.pong):
+            with pytest.raises(TypeError, match="takes str or a bytes-like object, not"):
+                control(value)
+        # Nothing reached the wire: the next message is the first the server saw.
+        ws.send(bytearray(b"ok"))
+        assert ws.recv(timeout=STEP) == b"ok"
 
 
 @bounded(30)
@@ -141,9 +188,11 @@ def test_client_close_times_out_when_the_server_never_answers() -> None:
 
 
 @bounded(30)
-def test_server_close_times_out_when_the_client_never_answers() -> None:
+@pytest.mark.parametrize("close_timeout", [0.3, 0])
+def test_server_close_times_out_when_the_client_never_answers(close_timeout: float) -> None:
+    """After ``close_timeout`` seconds; with 0, as soon as the close frame is out."""
     outcome: Future[tuple[float, int | None]] = Future()
-    server = Server(Options(close_timeout=0.3))
+    server = Server(Options(close_timeout=close_timeout))
 
     @server.get("/ws")
     def closer(ctx: Context) -> None:
@@ -156,7 +205,8 @@ def test_server_close_times_out_when_the_client_never_answers() -> None:
         first, payload = read_frame(sock)
         assert first == 0x88 and payload == (4000).to_bytes(2, "big") + b"going"
         elapsed, code = outcome.result(STEP)  # never answered
-        assert 0.25 < elapsed < 2 and code == 1006  # the closing handshake did not complete
+        assert close_timeout - 0.05 < elapsed < close_timeout + 1.5
+        assert code == 1006  # the closing handshake did not complete
 
 
 @bounded(30)
@@ -253,6 +303,32 @@ def test_ping_futures_fail_when_the_connection_is_lost() -> None:
         ws.send("go")
         with pytest.raises(ConnectionClosed):
             waiter.result(STEP)
+
+
+@bounded(30)
+@pytest.mark.parametrize("ending", ["close", "heartbeat"])
+def test_a_ping_to_a_silent_peer_fails_with_connection_closed_when_the_connection_ends(ending: str) -> None:
+    outcome: Future[BaseException | None] = Future()
+    heartbeat = {"ping_interval": 0.1, "ping_timeout": 0.2} if ending == "heartbeat" else {"ping_interval": None}
+    server = Server(Options(close_timeout=0.3, **heartbeat))  # type: ignore[arg-type]
+
+    @server.get("/ws")
+    def handler(ctx: Context) -> None:
+        ws = ctx.upgrade_to_websocket()
+        ping = ws.ping(b"are you there")
+        if ending == "close":
+            ws.close()  # no answer: the close times out and the connection is dropped
+        try:
+            ping.result(STEP)
+        except BaseException as exc:
+            outcome.set_result(exc)
+        else:
+            outcome.set_result(None)
+
+    with serving(server) as url, raw_connection(port_of(url)):  # handshakes, then never reads nor answers
+        error = outcome.result(STEP)
+        assert isinstance(error, ConnectionClosed), error
+        assert error.code == (1011 if ending == "heartbeat" else 1006)
 
 
 @bounded(30)
@@ -514,25 +590,42 @@ def test_concurrent_senders_never_interleave_or_lose_frames() -> None:
 
 
 @bounded(60)
-def test_concurrent_receivers_share_the_messages(echo_url: str) -> None:
+def test_a_second_concurrent_recv_is_refused_and_the_first_still_gets_its_message(echo_url: str) -> None:
     with connect(echo_url) as ws:
-        got: list[str] = []
-        lock = threading.Lock()
 
-        def receiver() -> None:
-            while (message := ws.recv(timeout=STEP)) is not None:
-                with lock:
-                    got.append(message)  # type: ignore[arg-type]
-                    if len(got) == 1000:
-                        return
+        def receive(into: Future[Any]) -> None:
+            try:
+                into.set_result(ws.recv(timeout=STEP))
+            except BaseException as exc:
+                into.set_exception(exc)
 
-        threads = [threading.Thread(target=receiver, daemon=True) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        for i in range(1000):
-            ws.send(str(i))
-        wait_until(lambda: len(got) == 1000)
-        assert sorted(got, key=int) == [str(i) for i in range(1000)]
+        first: Future[Any] = Future()
+        threading.Thread(target=receive, args=(first,), daemon=True).start()
+        wait_until(lambda: ws._session.receiving)  # the other thread is waiting in recv()
+        with pytest.raises(InvalidState, match="another recv\\(\\) is already waiting"):
+            ws.recv(timeout=STEP)
+        with pytest.raises(InvalidState, match="already waiting"):
+            ws.recv_frame(timeout=STEP)
+        ws.send("one")
+        assert first.result(STEP) == "one"
+        # Once the first one returned, the next recv() is the only one again.
+        ws.send("two")
+        assert ws.recv(timeout=STEP) == "two"
+        # A recv() left waiting when the connection closes gets None; it does not hang.
+        last: Future[Any] = Future()
+        threading.Thread(target=receive, args=(last,), daemon=True).start()
+        wait_until(lambda: ws._session.receiving)
+        ws.close()
+        assert last.result(STEP) is None
+
+
+@bounded(30)
+def test_a_recv_that_timed_out_lets_the_next_one_wait(echo_url: str) -> None:
+    with connect(echo_url) as ws:
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=0.05)
+        ws.send("after")
+        assert ws.recv(timeout=STEP) == "after"
 
 
 @bounded(30)

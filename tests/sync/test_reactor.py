@@ -13,6 +13,7 @@ import random
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -250,6 +251,52 @@ def test_a_failing_timer_is_logged_and_later_timers_still_run(
         reactor.call_soon(reactor.call_later, 0.02, done.set)
         assert done.wait(STEP)
     assert any("error in a timer" in r.getMessage() for r in caplog.records)
+
+
+class Hog:
+    """A target whose one turn holds the I/O thread for ``seconds``, after ``meanwhile``: a long pass over busy sockets."""
+
+    def __init__(self, reactor: Reactor, sock: socket.socket, seconds: float, meanwhile: Callable[[], object]) -> None:
+        self.reactor = reactor
+        self.sock = sock
+        self.seconds = seconds
+        self.meanwhile = meanwhile
+
+    def read_ready(self) -> None:
+        self.reactor.unregister(self.sock)
+        self.meanwhile()
+        time.sleep(self.seconds)
+
+    def write_ready(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+@bounded(30)
+def test_a_timer_that_falls_due_during_a_long_pass_runs_after_what_arrived_meanwhile(
+    reactor: Reactor, socket_pair: tuple[socket.socket, socket.socket]
+) -> None:
+    """A timer judges what came in before its deadline (the server's open timeout, a pong): that is read first."""
+    ours, peer = socket_pair
+    ours.setblocking(False)
+    watcher = Watcher(reactor, ours)
+    seen_by_timer: list[bytes] = []
+    hog_sock, trigger = socket.socketpair()
+    with hog_sock, trigger:
+        trigger.send(b"!")  # the hog is ready at the first poll, well before the timer's deadline
+        hog = Hog(reactor, hog_sock, 0.6, lambda: peer.sendall(b"in time"))
+
+        def schedule() -> None:
+            reactor.register(ours, IN, watcher)
+            reactor.register(hog_sock, IN, hog)
+            reactor.call_later(0.2, lambda: seen_by_timer.append(bytes(watcher.data)))
+
+        reactor.call_soon(schedule)
+        wait_until(lambda: seen_by_timer, STEP)
+    assert seen_by_timer == [b"in time"]
+    on_io_thread(reactor, reactor.unregister, ours)
 
 
 # -- linger ticks

@@ -160,6 +160,38 @@ def held_back(reactor: Reactor, socket_pair: Pair, close_timeout: float) -> tupl
 
 
 @bounded(30)
+def test_a_thread_changing_interest_while_start_registers_waits_for_the_registration(
+    reactor: Reactor, socket_pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A client reads its handshake answer directly, before start(); closing at
+    # once then asks the poller to watch a descriptor that start() is still
+    # registering. That used to fail with ENOENT from epoll_ctl (seen in CI).
+    ours, peer = socket_pair
+    ours.setblocking(False)
+    recorder = Recorder(reactor)
+    transport = Transport(ours, reactor, recorder, close_timeout=None)
+    recorder.transport = transport
+    assert transport.begin_direct()
+    transport.end_direct()  # lingering: the I/O thread does not read until told to
+    registering = threading.Event()
+    register = reactor.register
+
+    def slow_register(*args: object) -> None:
+        registering.set()
+        time.sleep(0.2)  # widens the window the race needs
+        register(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(reactor, "register", slow_register)
+    reactor.call_soon(transport.start)
+    assert registering.wait(STEP)
+    with transport.lock:
+        transport.stop_lingering()
+    peer.sendall(b"after")
+    assert recorder.wait_for_bytes(5) == b"after"
+    assert not recorder.broken
+
+
+@bounded(30)
 def test_bytes_from_the_peer_reach_the_protocol_on_the_io_thread(reactor: Reactor, socket_pair: Pair) -> None:
     ours, peer = socket_pair
     _, recorder = open_transport(reactor, ours)

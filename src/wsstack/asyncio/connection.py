@@ -25,7 +25,7 @@ from ..errors import ConnectionClosed, InvalidState
 from ..events import Event
 from ..frames import Frame
 from ..session import Action, CoreView, Message, SharedFrames, WebSocketSession
-from .waiter import Waiter
+from ..waiter import Waiter
 
 __all__ = ["WebSocket"]
 
@@ -54,6 +54,7 @@ class WebSocket(CoreView):
         "_failure_timer",
         "_heartbeat",
         "_on_close",
+        "_close_callbacks",
         "_handler",
         "__weakref__",
     )
@@ -78,6 +79,7 @@ class WebSocket(CoreView):
         self._failure_timer: asyncio.TimerHandle | None = None
         self._heartbeat: asyncio.TimerHandle | None = None
         self._on_close = on_close
+        self._close_callbacks: list[Callable[[WebSocket], object]] | None = None
         self._handler: Callable[[Any], object] | None = None
         transport.set_write_buffer_limits(high=core.options.write_limit)
         when = session.heartbeat_start(loop.time())
@@ -88,6 +90,7 @@ class WebSocket(CoreView):
 
     @property
     def remote_address(self) -> Any:
+        """The peer's address as the socket gives it (``(host, port)`` for IPv4)."""
         return self._transport.get_extra_info("peername")
 
     @property
@@ -98,41 +101,85 @@ class WebSocket(CoreView):
     # ------------------------------------------------------------- receiving
 
     async def recv(self) -> Message | None:
-        """The next message: ``str`` for text, ``bytes`` for binary, ``None`` once closed."""
+        """The next message: ``str`` for text, ``bytes`` for binary, ``None`` once closed.
+
+        One task receives at a time: a ``recv()`` while another task waits
+        in one raises ``InvalidState`` (the waiting one is unaffected).
+        """
         if self._core.frame_mode:
             raise InvalidState("recv_frame() switched this connection to frame mode")
         if self._handler is not None:
             raise InvalidState("messages go to the message handler; set_message_handler(None) first")
         # _next() inlined: one coroutine less per message on the hot path.
         queue = self._queue
-        while not queue:
-            waiter = self._wait_for_data()
-            if waiter is None:
-                return None
-            await waiter
+        session = self._session
+        if not queue or session.receiving is not None:
+            if session.receiving is not None:
+                self._forget_cancelled_receiver()
+            token = object()
+            session.start_receiving(token)  # InvalidState while another task waits
+            try:
+                while not queue:
+                    waiter = self._wait_for_data()
+                    if waiter is None:
+                        return None
+                    await waiter
+            finally:
+                session.stop_receiving(token)
         item = queue.popleft()
-        if self._session.reading_paused and (actions := self._session.taken()):
+        if session.reading_paused and (actions := session.taken()):
             self._act(actions)
         return item  # type: ignore[no-any-return]
 
     async def recv_frame(self) -> Frame | None:
-        """The next frame, control frames included; ``None`` once closed."""
+        """The next frame, control frames included; ``None`` once closed (one task at a time, as ``recv()``).
+
+        A close frame tells its code and reason (``Frame.close_code``,
+        ``Frame.close_reason``); the core has answered it already. The first
+        call switches the connection to frame mode for good: what arrived
+        before it comes as frames too, each whole message read by then as one
+        frame and a message read in part as one frame of what was read, so
+        nothing is lost, but only frames read after the switch keep their
+        own boundaries and the control frames among them.
+        """
         if self._handler is not None:
             raise InvalidState("frames go to the message handler; set_message_handler(None) first")
+        if self._session.receiving is not None:
+            self._forget_cancelled_receiver()
         self._session.enter_frame_mode()
         return await self._next()  # type: ignore[no-any-return]
 
     async def _next(self) -> Any:
         queue = self._queue
-        while not queue:
-            waiter = self._wait_for_data()
-            if waiter is None:
-                return None
-            await waiter
+        session = self._session
+        if not queue or session.receiving is not None:
+            if session.receiving is not None:
+                self._forget_cancelled_receiver()
+            token = object()
+            session.start_receiving(token)
+            try:
+                while not queue:
+                    waiter = self._wait_for_data()
+                    if waiter is None:
+                        return None
+                    await waiter
+            finally:
+                session.stop_receiving(token)
         item = queue.popleft()
-        if self._session.reading_paused and (actions := self._session.taken()):
+        if session.reading_paused and (actions := session.taken()):
             self._act(actions)
         return item
+
+    def _forget_cancelled_receiver(self) -> None:
+        """A ``recv()`` whose wait was cancelled is no receiver any more, though its task has yet to leave it.
+
+        Its waiter is still ``_recv_waiter`` (a wake-up clears it first), and
+        it will not wait again: the cancellation is raised where it waits.
+        The sync transport has no such moment: a timeout ends its ``recv()`` at once.
+        """
+        waiter = self._recv_waiter
+        if waiter is not None and waiter.cancelled():
+            self._session.receiver_cancelled()
 
     def _wait_for_data(self) -> Waiter | None:
         """A waiter woken when something is queued, or None once nothing more can come."""
@@ -164,8 +211,10 @@ class WebSocket(CoreView):
         ``recv()``. Keep the route handler (or the client) waiting in
         ``wait_closed()``: returning from a route handler closes the connection.
         """
-        if handler is not None and self._recv_waiter is not None and not self._recv_waiter.done():
-            raise InvalidState("a recv() is waiting; a message handler would take its messages")
+        if handler is not None and self._session.receiving is not None:
+            self._forget_cancelled_receiver()
+            if self._session.receiving is not None:
+                raise InvalidState("a recv() is waiting; a message handler would take its messages")
         self._handler = handler
         if handler is not None:
             self._feed_handler()
@@ -204,6 +253,7 @@ class WebSocket(CoreView):
         self._transport.write(core.data_to_send())
 
     async def send_binary(self, data: bytes | bytearray | memoryview) -> None:
+        """Send a binary message, as ``send()`` does for bytes-like data (``TypeError`` for anything else)."""
         core = self._core
         core.send_binary(data)
         self._transport.write(core.data_to_send())
@@ -224,7 +274,9 @@ class WebSocket(CoreView):
         Without data a random 4-byte payload is used so the pong can be matched.
         A pong acknowledges its ping and every ping sent before it (RFC 6455
         lets a peer answer only the latest of several pings). The future
-        fails with ``ConnectionClosed`` if the connection ends first.
+        fails with ``ConnectionClosed`` if the connection ends first. A peer
+        that is connected but silent may never answer, so bound the wait:
+        ``await asyncio.wait_for(ws.ping(), timeout)``.
         """
         waiter: asyncio.Future[float] = self._loop.create_future()
         self._session.ping(data, waiter, self._loop.time())
@@ -234,6 +286,7 @@ class WebSocket(CoreView):
         return waiter
 
     async def pong(self, data: bytes | str = b"") -> None:
+        """Send a pong; with ``auto_pong`` on (the default) pings are answered already (see ``Connection.pong``)."""
         self._core.pong(data)
         self._flush()
 
@@ -255,6 +308,21 @@ class WebSocket(CoreView):
     def abort(self) -> None:
         """Drop the TCP connection now, without a closing handshake."""
         self._transport.abort()
+
+    def add_close_callback(self, callback: Callable[[WebSocket], object]) -> None:
+        """Have ``callback(ws)`` called once the TCP connection is gone; at once if it is gone already.
+
+        For code that keeps connections in its own tables (the hub's
+        topics) and must forget them without a task per connection waiting
+        in ``wait_closed()``. It runs in the loop's callback, so it must not
+        block; an exception in it is logged.
+        """
+        if self._session.lost:
+            _call_close_callback(callback, self)
+            return
+        if self._close_callbacks is None:
+            self._close_callbacks = []
+        self._close_callbacks.append(callback)
 
     async def __aenter__(self) -> WebSocket:
         return self
@@ -307,6 +375,9 @@ class WebSocket(CoreView):
         self._wake_recv()
         if self._on_close is not None:
             self._on_close(self)
+        callbacks, self._close_callbacks = self._close_callbacks, None
+        for callback in callbacks or ():
+            _call_close_callback(callback, self)
 
     def pause_writing(self) -> None:
         self._act(self._session.pause_writing())
@@ -422,6 +493,13 @@ class WebSocket(CoreView):
         actions, when = self._session.heartbeat(self._loop.time())
         self._heartbeat = None if when is None else self._loop.call_at(when, self._heartbeat_fired)
         self._act(actions)
+
+
+def _call_close_callback(callback: Callable[[WebSocket], object], ws: WebSocket) -> None:
+    try:
+        callback(ws)
+    except Exception:
+        logger.exception("close callback %r failed", callback)
 
 
 def _consume_exception(future: asyncio.Future[Any]) -> None:

@@ -2,8 +2,12 @@
 
 Received messages go to stdout, one per line after "< " (binary ones as
 hex), so the output can be piped on; connection news goes to stderr through
-logging. End of input closes the connection with 1000 and the command exits
-once the server has answered, which lets a script drive it through a pipe.
+logging. At the end of input the client lingers (``--linger``, one second by
+default) for the answers still on their way, then closes with 1000 and
+exits once the server has answered, which lets a script drive it through a
+pipe. Closing at once would lose them: a server that reads the last line and
+the close frame together may not answer any more (RFC 6455 §5.5.1: no data
+after a close). The linger ends early when the server closes first.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import TextIO
 from ..asyncio import WebSocket, connect
 from ..errors import ConnectionClosed, WebSocketError
 from ..options import Options
+from .common import seconds, ws_url
 
 __all__ = ["format_message", "interact", "register"]
 
@@ -25,6 +30,11 @@ logger = logging.getLogger("wsstack")
 
 #: How much of a binary message is shown, in bytes.
 BINARY_PREVIEW = 64
+
+#: Seconds to wait for answers after the end of input (``--linger``): a
+#: local or nearby server answers within milliseconds, and a person at a
+#: terminal hardly notices a second.
+DEFAULT_LINGER = 1.0
 
 
 def format_message(message: str | bytes) -> str:
@@ -55,17 +65,25 @@ async def print_messages(ws: WebSocket) -> None:
         print(format_message(message), flush=True)
 
 
-async def send_lines(ws: WebSocket, lines: asyncio.Queue[str | None]) -> None:
-    """Send lines until end of input, then close normally."""
+async def send_lines(ws: WebSocket, lines: asyncio.Queue[str | None], linger: float) -> None:
+    """Send lines until end of input, wait ``linger`` seconds for the answers, then close normally.
+
+    A server that closes first ends the session, and ``interact`` cancels
+    this task in its linger.
+    """
     while (line := await lines.get()) is not None:
         try:
             await ws.send(line)
         except ConnectionClosed:
             return
+    if linger > 0:
+        await asyncio.sleep(linger)
     await ws.close(1000)
 
 
-async def interact(url: str, options: Options, subprotocols: list[str], stdin: TextIO) -> int:
+async def interact(
+    url: str, options: Options, subprotocols: list[str], stdin: TextIO, linger: float = DEFAULT_LINGER
+) -> int:
     """Run one session; the exit status is 0 after a normal close and 1 otherwise."""
     try:
         ws = await connect(url, options=options, subprotocols=subprotocols)
@@ -83,7 +101,7 @@ async def interact(url: str, options: Options, subprotocols: list[str], stdin: T
     threading.Thread(target=read_lines, args=(stdin, loop, lines), name="stdin", daemon=True).start()
 
     receiver = asyncio.create_task(print_messages(ws))
-    sender = asyncio.create_task(send_lines(ws, lines))
+    sender = asyncio.create_task(send_lines(ws, lines, linger))
     # The receiver ends when the connection does, whoever closed it; the
     # sender may still be waiting for input that will never be sent.
     await receiver
@@ -98,7 +116,7 @@ async def interact(url: str, options: Options, subprotocols: list[str], stdin: T
 def run(args: argparse.Namespace) -> int:
     options = Options(enable_compression=args.compression)
     try:
-        return asyncio.run(interact(args.url, options, args.subprotocol, sys.stdin))
+        return asyncio.run(interact(args.url, options, args.subprotocol, sys.stdin, args.linger))
     except KeyboardInterrupt:
         return 130
 
@@ -108,11 +126,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "client",
         help="talk to a WebSocket server from the terminal",
         description="Send each line of standard input as a text message and print every message received "
-        'after "< " (binary as hex). End of input closes the connection with 1000.',
+        'after "< " (binary as hex). At the end of input, wait --linger seconds for the answers (less if the '
+        "server closes first), then close the connection with 1000.",
     )
-    parser.add_argument("url", help="ws:// or wss:// URL")
+    parser.add_argument("url", type=ws_url, help="ws:// or wss:// URL")
     parser.add_argument("--compression", action="store_true", help="offer permessage-deflate")
     parser.add_argument(
         "-s", "--subprotocol", action="append", default=[], help="offer a subprotocol (repeat for several)"
+    )
+    parser.add_argument(
+        "--linger",
+        type=seconds,
+        default=DEFAULT_LINGER,
+        metavar="SECONDS",
+        help="at the end of input, wait this long for answers before closing; the wait ends early if the "
+        f"server closes (default {DEFAULT_LINGER:g}; 0 closes at once)",
     )
     parser.set_defaults(handler=run)

@@ -16,6 +16,7 @@ from .. import sync
 from ..asyncio import Context, Server
 from ..errors import ConnectionClosed
 from ..options import Options
+from .common import add_workers, port, serve
 
 __all__ = ["MAX_MESSAGE_SIZE", "build_server", "build_sync_server", "register"]
 
@@ -75,8 +76,8 @@ def build_sync_server(compression: bool = False) -> sync.Server:
 
 
 def run(args: argparse.Namespace) -> int:
-    (build_sync_server if args.sync else build_server)(args.compression).run(args.port, args.host)
-    return 0
+    server = (build_sync_server if args.sync else build_server)(args.compression)
+    return serve(lambda: server.run(args.port, args.host, workers=args.workers), args.host, args.port)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -87,7 +88,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "suites such as Autobahn (messages up to 32 MiB, any number of fragments).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8080, help="port to bind, 0 for any free one (default 8080)")
+    parser.add_argument("--port", type=port, default=8080, help="port to bind, 0 for any free one (default 8080)")
     parser.add_argument("--compression", action="store_true", help="accept permessage-deflate")
     parser.add_argument("--sync", action="store_true", help="serve on the threaded transport (wsstack.sync)")
+    add_workers(parser)
     parser.set_defaults(handler=run)

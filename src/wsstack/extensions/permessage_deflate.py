@@ -321,6 +321,7 @@ class ServerPerMessageDeflate(ServerExtensionFactory):
         self.threshold = threshold
 
     def accept(self, offer: ExtensionParams) -> tuple[ExtensionParams, Extension] | None:
+        """The response parameters and the extension for a client's offer, or ``None`` to decline it."""
         try:
             asked = _parse_params(offer, response=False)
         except ValueError:
@@ -388,6 +389,7 @@ class ClientPerMessageDeflate(ClientExtensionFactory):
         self.threshold = threshold
 
     def offers(self) -> Sequence[ExtensionParams]:
+        """The offer this client sends, from its settings (one offer, no fallbacks)."""
         offer: ExtensionParams = []
         if self.server_no_context_takeover:
             offer.append(("server_no_context_takeover", None))
@@ -404,6 +406,7 @@ class ClientPerMessageDeflate(ClientExtensionFactory):
         return [offer]
 
     def accept(self, response: ExtensionParams) -> Extension:
+        """The extension the answer agrees to; ``InvalidHandshake`` if it breaks RFC 7692 or refuses a request."""
         try:
             agreed = _parse_params(response, response=True)
         except ValueError as exc:

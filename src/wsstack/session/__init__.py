@@ -10,9 +10,11 @@ decisions, and times come in as arguments.
   to close TCP (``WebSocketSession``, and the ``Action`` flags it returns);
 - ``http``: a server's request cycle before an upgrade (``HTTPSession``);
 - ``broadcast``: one message to many connections, encoded once (``broadcast``);
-- ``view``: the read-only connection state every transport shows (``CoreView``).
+- ``view``: the read-only connection state every transport shows (``CoreView``);
+- ``accept``: a server out of descriptors, backing off and logging once (``AcceptFailures``).
 """
 
+from .accept import ACCEPT_RETRY, AcceptFailures, that_connection_only
 from .broadcast import Broadcastable, SharedFrames, broadcast
 from .http import HTTPSession, Outcome
 from .view import CoreView, Message
@@ -28,4 +30,7 @@ __all__ = [
     "broadcast",
     "CoreView",
     "Message",
+    "AcceptFailures",
+    "that_connection_only",
+    "ACCEPT_RETRY",
 ]

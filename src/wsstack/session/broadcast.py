@@ -17,6 +17,7 @@ from typing import Protocol
 
 from ..connection import Connection
 from ..frames import FIN, Opcode, frame_header
+from ..writer import payload_of
 
 __all__ = ["SharedFrames", "Broadcastable", "broadcast"]
 
@@ -29,10 +30,9 @@ class SharedFrames:
     def __init__(self, message: str | bytes | bytearray | memoryview) -> None:
         if isinstance(message, str):
             self._payload, self._opcode = message.encode("utf-8"), Opcode.TEXT
-        elif isinstance(message, (bytes, bytearray, memoryview)):
-            self._payload, self._opcode = bytes(message), Opcode.BINARY
         else:
-            raise TypeError(f"a message is str or bytes-like, not {type(message).__name__}")
+            # The check every send makes (TypeError for an int, a dict...), with the same words.
+            self._payload, self._opcode = payload_of(message, "broadcast()"), Opcode.BINARY
         self.message = message
         self._frames: dict[object, bytes] = {}
 

@@ -7,8 +7,13 @@ here. The rules:
 - A request goes to its route's handler; an unknown path is 404, a known path
   with another method 405, both keeping the connection alive.
 - An upgrade request from a disallowed ``Origin`` is 403, one past
-  ``max_connections`` or during shutdown 503; a refused upgrade closes the
-  connection.
+  ``max_connections`` or during shutdown 503, before any handler runs (a
+  server at its limit spends no handler work on a connection it cannot
+  take); the limit and shutdown are checked again at the upgrade itself,
+  which then raises ``HandshakeError`` in the handler. A refused upgrade
+  closes the connection.
+- An upgrade runs with the server's options and the route's over them
+  (``Options.merge``).
 - A handler that returns without upgrading answers with ``ctx.response``; one
   that raises answers 500 (before an upgrade) or closes its WebSocket with
   1011 (after). A handler that upgraded closes its WebSocket normally when
@@ -104,12 +109,22 @@ class HTTPSession:
         core.respond(response, keep_alive)
         return self.core.state is State.CLOSED or self.server.closing
 
-    def upgrade(self, options: Options | None, subprotocol: str | None) -> HandshakeError | None:
+    def upgrade(
+        self, options: Options | None, subprotocol: str | None, overrides: dict[str, Any] | None = None
+    ) -> HandshakeError | None:
         """Accept the pending request; or queue the refusal and return the error to raise.
 
-        After a refusal the connection closes once the answer is written.
+        The connection runs with the server's options, those of ``options``
+        that differ from the defaults over them, and ``overrides`` over both
+        (``Options.merge``): a route that turns compression on keeps the
+        server's limits and timeouts. After a refusal the connection closes
+        once the answer is written. The application's own mistakes (an
+        impossible option, a subprotocol the client did not offer) raise
+        ``TypeError`` or ``ValueError`` with nothing queued, so that the
+        handler fails and the request is answered with 500 and logged.
         """
         server = self.server
+        merged = server.options.merge(options, **(overrides or {}))
         error: HandshakeError
         if server.closing:
             error, answer = HandshakeError("the server is shutting down", status=503), "server shutting down"
@@ -117,7 +132,7 @@ class HTTPSession:
             error, answer = HandshakeError("the server is at max_connections", status=503), "too many connections"
         else:
             try:
-                self.core.accept(subprotocol=subprotocol, options=options if options is not None else server.options)
+                self.core.accept(subprotocol=subprotocol, options=merged)
                 return None
             except InvalidHandshake as exc:
                 error, answer = exc, str(exc)

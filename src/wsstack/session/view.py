@@ -25,6 +25,7 @@ class CoreView:
 
     @property
     def is_open(self) -> bool:
+        """The handshake is done and no close frame has been sent or received."""
         return self._core.state is State.OPEN
 
     @property
@@ -34,12 +35,15 @@ class CoreView:
 
     @property
     def close_reason(self) -> str:
+        """The reason that came with ``close_code``; empty when there was none."""
         return self._core.close_reason
 
     @property
     def subprotocol(self) -> str | None:
+        """The subprotocol the handshake agreed on, ``None`` for none."""
         return self._core.subprotocol
 
     @property
     def extensions(self) -> list[str]:
+        """The names of the extensions the handshake agreed on, in their order."""
         return [extension.name for extension in self._core.extensions]

@@ -25,11 +25,22 @@ The rules, in every state:
   §5.5.3 lets a peer answer only the latest of several pings).
 - **The heartbeat** pings every ``ping_interval`` seconds; a ping still
   unanswered ``ping_timeout`` seconds later fails the connection with 1011.
-  That is our failure, not the peer's breaking the protocol.
+  That is our failure, not the peer's breaking the protocol. While reading
+  is paused because the application is behind (and writing is not) it
+  neither pings nor judges: the pong may be waiting in the socket we are not
+  reading, and a healthy peer must not be failed for our application's
+  slowness; its timeout starts again when the timer finds it so. A peer that
+  does not read what we write (writing paused too) is judged as ever.
 - **A peer's protocol error is answered after what came before it.** The core
   holds the close frame back; it is released as soon as the application
   has taken every message queued before the error, or ``close_timeout``
   seconds later at the latest.
+- **One receiver at a time.** A ``recv()`` (or ``recv_frame()``) that
+  would run while another one waits raises ``InvalidState``, in every
+  transport (``RuntimeError`` from the uvicorn adapter's ASGI
+  ``receive()``): two waiters cannot both be woken by one message, and the
+  one left behind would hang. The one that waits gets its message, or ``None``
+  once the connection is closed.
 - **TCP closes as RFC 6455 §7.1.1 says:** once the core is closed the server
   closes at once; a client whose close handshake completed gives the server
   ``close_timeout`` seconds to close first (``LINGER``), then aborts.
@@ -44,9 +55,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..connection import Connection, State
-from ..errors import ConnectionClosed
+from ..errors import ConnectionClosed, InvalidState
 from ..events import BinaryMessage, Event, Pong, ProtocolFailure, TextMessage
 from ..frames import Frame, Opcode
+from ..writer import payload_of
 
 __all__ = ["WebSocketSession", "Action"]
 
@@ -82,6 +94,10 @@ class Action:
 _OPEN, _CLOSING, _CLOSED = State.OPEN, State.CLOSING, State.CLOSED
 _WAKE = Action.WAKE
 
+_ANOTHER_RECV = (
+    "another recv() is already waiting on this connection; receive in one task or thread and hand the messages on"
+)
+
 #: The waiter the heartbeat puts in the ping table: nobody else settles it.
 _HEARTBEAT = object()
 
@@ -104,6 +120,7 @@ class WebSocketSession:
         "reading_paused",
         "writing_paused",
         "inline_consumer",
+        "receiving",
         "lost",
         "_pings",
         "_acknowledged",
@@ -123,6 +140,8 @@ class WebSocketSession:
         #: Messages are consumed inside the read callback (the asyncio
         #: message handler): reading then also pauses while writing is.
         self.inline_consumer = False
+        #: The ``recv()`` waiting for a message, as the token it gave ``start_receiving``; ``None`` when none waits.
+        self.receiving: object | None = None
         #: The TCP connection is gone.
         self.lost = False
         self._pings: dict[bytes, tuple[object, float]] = {}
@@ -205,9 +224,44 @@ class WebSocketSession:
             return Action.RESUME_READING
         return 0
 
+    def hold_reading(self) -> int:
+        """The transport stops reading before the queue is full, for a reason of its own.
+
+        ``taken()`` resumes as usual. Only while open: once closing, the
+        peer's close frame must still be read.
+        """
+        if self.core.state is _OPEN and not self.reading_paused:
+            self.reading_paused = True
+            return Action.PAUSE_READING
+        return 0
+
     def drained(self) -> int:
         """An inline consumer took everything queued: a failure held for it is sent now."""
         return self.release_held_failure() if self.core.held_failure is not None and not self.queue else 0
+
+    def start_receiving(self, token: object) -> None:
+        """A ``recv()``, named by ``token``, is about to wait: ``InvalidState`` if another one waits already.
+
+        The transport calls ``stop_receiving(token)`` when the call ends,
+        however it ends (a message, ``None``, a timeout, a cancellation).
+        """
+        if self.receiving is not None:
+            raise InvalidState(_ANOTHER_RECV)
+        self.receiving = token
+
+    def stop_receiving(self, token: object) -> None:
+        """The ``recv()`` of ``token`` ended; one that took its place (``receiver_cancelled``) goes on waiting."""
+        if self.receiving is token:
+            self.receiving = None
+
+    def receiver_cancelled(self) -> None:
+        """The waiting ``recv()``'s wait was cancelled: it is leaving, and another may wait now.
+
+        On an event loop ``task.cancel()`` cancels the awaited future at once
+        but the task leaves ``recv()`` only when it runs next, so without this
+        ``task.cancel(); await ws.recv()`` would find it still waiting.
+        """
+        self.receiving = None
 
     def waiting(self) -> int:
         """The application waits for a message and the queue is empty: the actions to take.
@@ -221,10 +275,15 @@ class WebSocketSession:
         return actions
 
     def enter_frame_mode(self) -> None:
-        """Deliver frames from now on; messages already queued become single frames."""
+        """Deliver frames from now on; messages already queued become single frames.
+
+        ``InvalidState`` while a ``recv()`` waits for a message.
+        """
         core = self.core
         if core.frame_mode:
             return
+        if self.receiving is not None:
+            raise InvalidState(_ANOTHER_RECV)  # the waiting recv() would get a frame
         core.frame_mode = True
         queue = self.queue
         for _ in range(len(queue)):
@@ -284,9 +343,10 @@ class WebSocketSession:
     def ping(self, data: bytes | str, waiter: object, now: float) -> bytes:
         """Send a ping whose pong settles ``waiter``; returns its payload.
 
-        Without data a random 4-byte payload is used so the pong can be matched.
+        Without data a random 4-byte payload is used so the pong can be
+        matched. ``data`` is ``str`` or bytes-like (``TypeError`` otherwise).
         """
-        payload = data.encode() if isinstance(data, str) else bytes(data)
+        payload = payload_of(data, "ping()")
         if not payload:
             payload = os.urandom(4)
         if payload in self._pings:
@@ -325,6 +385,11 @@ class WebSocketSession:
 
     # ------------------------------------------------------------ heartbeat
 
+    @property
+    def heartbeat_sent(self) -> float | None:
+        """When the heartbeat's ping that is still unanswered went out, or ``None``."""
+        return self._heartbeat_sent
+
     def heartbeat_start(self, now: float) -> float | None:
         """When the heartbeat timer fires first, or ``None`` without a heartbeat."""
         interval = self.core.options.ping_interval
@@ -348,15 +413,24 @@ class WebSocketSession:
         sent = self._heartbeat_sent
         if sent is not None:
             if timeout and now - sent >= timeout:
+                if self._behind():
+                    self._heartbeat_sent = now  # no verdict on a pong we cannot read
+                    return 0, now + timeout
                 logger.info("no pong within ping_timeout: closing with 1011")
                 core.fail(1011, "keepalive ping timeout")
                 return self._closed(), None
             return 0, sent + timeout if timeout else now + interval
         if now < self.heartbeat_due:
             return 0, self.heartbeat_due
+        if self._behind():
+            return 0, now + interval  # its pong could not be read
         self.ping(b"", _HEARTBEAT, now)
         self._heartbeat_sent = now
         return 0, now + (timeout or interval)
+
+    def _behind(self) -> bool:
+        """Reading is paused for the application's sake, not the peer's."""
+        return self.reading_paused and not self.writing_paused
 
     # -------------------------------------------------------------- closing
 
@@ -368,11 +442,15 @@ class WebSocketSession:
             core.close(code, reason)
             if self.core.state is _CLOSED:  # a held failure's close frame ends it at once
                 actions = self._closed()
+        # The peer's close frame may be behind messages nobody will read now.
+        return actions | self.read_on()
+
+    def read_on(self) -> int:
+        """Reading goes on whatever the queue holds (the peer's close or EOF is behind it)."""
         if self.reading_paused:
-            # The peer's close frame may be behind messages nobody will read now.
             self.reading_paused = False
-            actions |= Action.RESUME_READING
-        return actions
+            return Action.RESUME_READING
+        return 0
 
     def _closed(self) -> int:
         """The core is closed: who closes TCP and when."""

@@ -61,6 +61,7 @@ class WebSocket(CoreView):
         "_failure_timer",
         "_heartbeat",
         "_on_close",
+        "_close_callbacks",
         "__weakref__",
     )
 
@@ -78,11 +79,13 @@ class WebSocket(CoreView):
         self._failure_timer: Timer | None = None
         self._heartbeat: Timer | None = None
         self._on_close = on_close
+        self._close_callbacks: list[Callable[[WebSocket], object]] | None = None
 
     # ------------------------------------------------------------ properties
 
     @property
     def remote_address(self) -> Any:
+        """The peer's address as the socket gives it (``(host, port)`` for IPv4)."""
         return self._transport.peer
 
     @property
@@ -93,34 +96,53 @@ class WebSocket(CoreView):
     # ------------------------------------------------------------- receiving
 
     def recv(self, timeout: float | None = None) -> Message | None:
-        """The next message: ``str`` for text, ``bytes`` for binary, ``None`` once closed."""
+        """The next message: ``str`` for text, ``bytes`` for binary, ``None`` once closed.
+
+        One thread receives at a time: a ``recv()`` while another thread
+        waits in one raises ``InvalidState`` (the waiting one is unaffected).
+        """
         with self._lock:
             if self._core.frame_mode:
                 raise InvalidState("recv_frame() switched this connection to frame mode")
             return self._next(timeout)  # type: ignore[no-any-return]
 
     def recv_frame(self, timeout: float | None = None) -> Frame | None:
-        """The next frame, control frames included; ``None`` once closed."""
+        """The next frame, control frames included; ``None`` once closed (one thread at a time, as ``recv()``).
+
+        A close frame tells its code and reason (``Frame.close_code``,
+        ``Frame.close_reason``); the core has answered it already. The first
+        call switches the connection to frame mode for good: what arrived
+        before it comes as frames too, each whole message read by then as one
+        frame and a message read in part as one frame of what was read, so
+        nothing is lost, but only frames read after the switch keep their
+        own boundaries and the control frames among them.
+        """
         with self._lock:
             self._session.enter_frame_mode()
             return self._next(timeout)  # type: ignore[no-any-return]
 
     def _next(self, timeout: float | None) -> Any:
         queue = self._queue
-        if not queue:
-            deadline = None if timeout is None else time.monotonic() + timeout
-            while not queue:
-                actions = self._session.waiting()
-                if actions & ~Action.ENDED:
-                    self._act_now(actions)
-                if actions & Action.ENDED:
-                    return None
-                if self._transport.begin_direct():
-                    self._read_directly(deadline)
-                else:
-                    self._wait(deadline)
+        session = self._session
+        if not queue or session.receiving is not None:
+            token = object()
+            session.start_receiving(token)  # InvalidState while another thread waits
+            try:
+                deadline = None if timeout is None else time.monotonic() + timeout
+                while not queue:
+                    actions = session.waiting()
+                    if actions & ~Action.ENDED:
+                        self._act_now(actions)
+                    if actions & Action.ENDED:
+                        return None
+                    if self._transport.begin_direct():
+                        self._read_directly(deadline)
+                    else:
+                        self._wait(deadline)
+            finally:
+                session.stop_receiving(token)
         item = queue.popleft()
-        if self._session.reading_paused and (actions := self._session.taken()):
+        if session.reading_paused and (actions := session.taken()):
             self._act_now(actions)
         return item
 
@@ -161,7 +183,7 @@ class WebSocket(CoreView):
             transport.end_direct()
             if self._core.state is not State.OPEN:
                 transport.stop_lingering()  # what is left to read (a close, the EOF) is the I/O thread's
-            # Another thread waiting in recv() may take over the reading.
+            # Whoever waits on the lock's condition (a sender, wait_closed()) looks again.
             self._cond.notify_all()
 
     def _wait(self, deadline: float | None) -> None:
@@ -195,6 +217,7 @@ class WebSocket(CoreView):
             self._transport.write(self._core.data_to_send())
 
     def send_binary(self, data: bytes | bytearray | memoryview, timeout: float | None = None) -> None:
+        """Send a binary message, as ``send()`` does for bytes-like data (``TypeError`` for anything else)."""
         with self._lock:
             if self._transport.buffered > self._write_limit:
                 self._wait_for_room(timeout)
@@ -224,7 +247,8 @@ class WebSocket(CoreView):
         Without data a random 4-byte payload is used so the pong can be
         matched. A pong acknowledges its ping and every ping sent before it.
         The future fails with ``ConnectionClosed`` if the connection ends
-        first. It is settled on the I/O thread, where its callbacks run:
+        first; a connected but silent peer may never answer, so bound the
+        wait (``ws.ping().result(timeout)``). It is settled on the I/O thread, where its callbacks run:
         keep them short and never block in them.
         """
         waiter: Future[float] = Future()
@@ -235,6 +259,7 @@ class WebSocket(CoreView):
         return waiter
 
     def pong(self, data: bytes | str = b"") -> None:
+        """Send a pong; with ``auto_pong`` on (the default) pings are answered already (see ``Connection.pong``)."""
         with self._lock:
             self._core.pong(data)
             self._transport.write(self._core.data_to_send())
@@ -266,6 +291,23 @@ class WebSocket(CoreView):
     def abort(self) -> None:
         """Drop the TCP connection now, without a closing handshake (any thread; at once on the I/O thread)."""
         self._on_io_thread(self._transport.abort_now)
+
+    def add_close_callback(self, callback: Callable[[WebSocket], object]) -> None:
+        """Have ``callback(ws)`` called once the TCP connection is gone; at once if it is gone already.
+
+        For code that keeps connections in its own tables (the hub's
+        topics) and must forget them without a thread per connection
+        waiting in ``wait_closed()``. It runs on the I/O thread (or on the
+        caller's, when the connection is gone already), so it must not
+        block; an exception in it is logged.
+        """
+        with self._lock:
+            if not self._session.lost:
+                if self._close_callbacks is None:
+                    self._close_callbacks = []
+                self._close_callbacks.append(callback)
+                return
+        _call_close_callback(callback, self)
 
     def __enter__(self) -> WebSocket:
         return self
@@ -332,6 +374,10 @@ class WebSocket(CoreView):
             _settle(waiter, error=error)
         if self._on_close is not None:
             self._on_close(self)
+        with self._lock:
+            callbacks, self._close_callbacks = self._close_callbacks, None
+        for callback in callbacks or ():
+            _call_close_callback(callback, self)
 
     def write_drained(self) -> None:
         """The transport flushed some output (lock held)."""
@@ -417,6 +463,13 @@ class WebSocket(CoreView):
             self._arm_heartbeat(when)
         if after is not None:
             after()
+
+
+def _call_close_callback(callback: Callable[[WebSocket], object], ws: WebSocket) -> None:
+    try:
+        callback(ws)
+    except Exception:
+        logger.exception("close callback %r failed", callback)
 
 
 def _settle(waiter: Future[float], result: float = 0.0, error: BaseException | None = None) -> None:

@@ -18,12 +18,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..accepting import accept_batch
 from ..connection import State
 from ..errors import InvalidState
 from ..http11 import Request, Response
 from ..options import Options
-from ..routing import RequestContext, RoutedServer
-from ..session import HTTPSession
+from ..routing import RequestContext, RoutedServer, check_port
+from ..session import ACCEPT_RETRY, AcceptFailures, HTTPSession
+from ..workers import supervise
 from .connection import WebSocket
 from .reactor import IN, Reactor, Timer
 from .transport import Transport
@@ -37,10 +39,6 @@ Handler = Callable[["Context"], None]
 #: Seconds shutdown() waits, after aborting them, for the last WebSockets to be gone.
 _ABORT_WAIT = 1.0
 
-#: Connections taken from the listening socket per readiness event, so a
-#: burst of new clients cannot starve the ones already connected.
-_ACCEPT_BATCH = 64
-
 
 class Context(RequestContext):
     """The request context of the sync server: the seed's ``http::request_context``."""
@@ -50,16 +48,34 @@ class Context(RequestContext):
         self._http = http
         self.websocket: WebSocket | None = None
 
-    def upgrade_to_websocket(self, options: Options | None = None, *, subprotocol: str | None = None) -> WebSocket:
+    def upgrade_to_websocket(
+        self, options: Options | None = None, *, subprotocol: str | None = None, **overrides: Any
+    ) -> WebSocket:
         """Answer 101 and return the connection.
 
+        The connection runs with the server's options, changed only where
+        this route says so: by keyword (``upgrade_to_websocket(enable_compression=True)``),
+        or by the fields of ``options`` that differ from ``Options()``'s defaults
+        (the seed's ``upgrade_to_websocket(opts)``); see ``Options.merge``.
+        ``subprotocol`` must be one the client offered (``offered_subprotocols()``).
+
         Raises ``HandshakeError`` (after answering with its HTTP status) when
-        the request is not a valid upgrade or the server is at ``max_connections``.
+        the request is not a valid upgrade, or when the server reached
+        ``max_connections`` or began shutting down while this handler ran
+        (past the limit already, the request is answered 503 before any
+        handler runs). Raises ``ValueError`` or ``TypeError``, with nothing
+        answered, for a subprotocol the client did not offer or an impossible
+        option: the handler fails and the server answers 500 and logs it.
         """
         if self.websocket is not None:
             raise InvalidState("this request was already upgraded")
-        self.websocket = self._http.upgrade(options, subprotocol)
+        self.websocket = self._http.upgrade(options, subprotocol, overrides)
         return self.websocket
+
+
+#: Reads an open timer makes before its verdict: enough TLS records (16 KiB at most each) for
+#: the largest request head HTTPLimits allows by default (64 KiB).
+_LAST_READS = 8
 
 
 class _HTTPConnection:
@@ -124,10 +140,26 @@ class _HTTPConnection:
             self.timer = self.server._reactor.call_later(timeout, self._timed_out)
 
     def _timed_out(self) -> None:
-        """No complete request in time (slowloris, or an idle keep-alive connection)."""
+        """No complete request in time (slowloris, or an idle keep-alive connection)?
+
+        The socket is read once more before the verdict. The reactor runs a
+        timer after the events of the poll that found it due, but one poll
+        reports at most 1,023 ready sockets (CPython's epoll): with more
+        ready at once, this one's request may be in the kernel, unread.
+        What arrived before the timer ran is judged on time; a head still
+        incomplete after that read is not.
+        """
         self.timer = None
-        if not self.busy:
-            self.transport.abort_now()
+        transport = self.transport
+        try:
+            # Over TLS one read decrypts one record, and a head may span a few of them.
+            for _ in range(_LAST_READS):
+                transport.read_ready()
+                if self.busy or not transport.tls_pending():
+                    break
+        finally:
+            if not self.busy:
+                transport.abort_now()
 
     def _await_next(self) -> None:
         """Back from a handler with keep-alive: read the next request (I/O thread)."""
@@ -178,12 +210,12 @@ class _HTTPConnection:
         if close:
             self.transport.close()
 
-    def upgrade(self, options: Options | None, subprotocol: str | None) -> WebSocket:
+    def upgrade(self, options: Options | None, subprotocol: str | None, overrides: dict[str, Any]) -> WebSocket:
         server = self.server
         transport = self.transport
         # The server's lock makes the max_connections check and the registration one step.
         with server._lock, transport.lock:
-            refusal = self.http.upgrade(options, subprotocol)
+            refusal = self.http.upgrade(options, subprotocol, overrides)
             # The answer goes out before anything a broadcast may write once ws is in connections.
             transport.write(self.core.data_to_send())
             if refusal is None:
@@ -228,20 +260,35 @@ class Server(RoutedServer[Handler]):
         self._handlers_done = threading.Condition(threading.Lock())
         self._reactor: Reactor  # the I/O thread, from listen() on
         self._listener: socket.socket | None = None
+        self._accept_failures = AcceptFailures()
+        #: While accept() fails for want of descriptors: the timer that watches the listener again.
+        self._accept_retry: Timer | None = None
         self._stopped = threading.Event()
+        #: The port the workers share, in the supervisor of ``run(workers=N)``, which does not listen itself.
+        self._workers_port: int | None = None
 
     @property
     def port(self) -> int:
-        """The port actually bound (useful after ``listen(0)``)."""
+        """The port actually bound (useful after ``listen(0)``); the workers' port in ``run(workers=N)``."""
         if self._listener is None:
+            if self._workers_port is not None:
+                return self._workers_port
             raise InvalidState("the server is not listening")
         return int(self._listener.getsockname()[1])
 
-    def listen(self, port: int = 8080, host: str | None = "127.0.0.1", *, backlog: int = 1024) -> None:
-        """Bind and start accepting connections on the server's I/O thread; returns at once."""
+    def listen(
+        self, port: int = 8080, host: str | None = "127.0.0.1", *, backlog: int = 1024, reuse_port: bool = False
+    ) -> None:
+        """Bind and start accepting connections on the server's I/O thread; returns at once.
+
+        ``ValueError`` for a port outside 0-65535 (as in ``wsstack.asyncio``;
+        the socket module would raise ``OverflowError``). ``reuse_port`` sets
+        ``SO_REUSEPORT``, as in ``wsstack.asyncio``.
+        """
+        check_port(port)
         if self._listener is not None:
             raise InvalidState("the server is already listening")
-        listener = socket.create_server((host or "", port), backlog=backlog)
+        listener = socket.create_server((host or "", port), backlog=backlog, reuse_port=reuse_port)
         listener.setblocking(False)
         self._listener = listener
         self._reactor = Reactor("wsstack-server-io")
@@ -293,10 +340,45 @@ class Server(RoutedServer[Handler]):
     def __exit__(self, *exc_info: object) -> None:
         self.shutdown()
 
-    def run(self, port: int = 8080, host: str | None = "127.0.0.1") -> None:
-        """Serve until SIGINT or SIGTERM, then shut down gracefully (call from the main thread)."""
-        self.listen(port, host)
-        logger.info("listening on %s:%d", host or "*", self.port)
+    def run(
+        self,
+        port: int = 8080,
+        host: str | None = "127.0.0.1",
+        *,
+        workers: int | None = None,
+        on_listening: Callable[[], object] | None = None,
+    ) -> None:
+        """Serve until SIGINT or SIGTERM, then shut down gracefully (call from the main thread).
+
+        ``on_listening`` is called once the socket is bound, as in ``wsstack.asyncio``.
+        ``workers=N`` serves from N processes on one port, as in
+        ``wsstack.asyncio`` (each worker with its own I/O and handler threads):
+        threads share one core for Python code, processes do not.
+        """
+        check_port(port)
+        if workers is None:
+            self._run_one(port, host, on_listening)
+            return
+
+        def serve(shared: int, ready: Callable[[], None]) -> None:
+            self._run_one(shared, host, ready, reuse_port=True)
+
+        def listening(shared: int) -> None:
+            self._workers_port = shared
+            if on_listening is not None:
+                on_listening()
+
+        supervise(serve, port, host, workers, shutdown_timeout=self.shutdown_timeout, on_listening=listening)
+
+    def _run_one(
+        self, port: int, host: str | None, on_listening: Callable[[], object] | None, reuse_port: bool = False
+    ) -> None:
+        """``run()`` in one process: the whole server, or one worker (``reuse_port``; the supervisor logs for all)."""
+        self.listen(port, host, reuse_port=reuse_port)
+        if not reuse_port:
+            logger.info("listening on %s:%d", host or "*", self.port)
+        if on_listening is not None:
+            on_listening()
         stop = threading.Event()
         previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -352,24 +434,37 @@ class Server(RoutedServer[Handler]):
     def _accept(self) -> None:
         listener = self._listener
         assert listener is not None
-        for _ in range(_ACCEPT_BATCH):
-            try:
-                sock, _ = listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # out of descriptors, for one: keep serving the others
-                logger.warning("accept failed: %s", exc)
-                return
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        accepted, pause = accept_batch(listener, self._accept_failures, time.monotonic)
+        for sock in accepted:
             if self.ssl is not None:
-                sock = self.ssl.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+                try:
+                    sock = self.ssl.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+                except OSError as exc:
+                    # Reset already: the ssl module refuses a socket no longer connected (an SSLError
+                    # when bytes of a ClientHello came before the reset) and drops it.
+                    logger.debug("TLS handshake failed: %s", exc)
+                    continue
             _HTTPConnection(self, sock, self.ssl is not None).start()
+        if pause:
+            self._reactor.unregister(listener)
+            self._accept_retry = self._reactor.call_later(ACCEPT_RETRY, self._resume_accepting)
+
+    def _resume_accepting(self) -> None:
+        """Watch the listener again, and try at once: with nobody waiting it would not turn readable."""
+        self._accept_retry = None
+        listener = self._listener
+        assert listener is not None
+        self._reactor.register(listener, IN, _Acceptor(self))
+        self._accept()
 
     def _stop_accepting(self) -> None:
         listener = self._listener
         if listener is not None:
-            self._reactor.unregister(listener)
+            if self._accept_retry is not None:  # not watched: accepting was paused
+                self._accept_retry.cancel()
+                self._accept_retry = None
+            else:
+                self._reactor.unregister(listener)
             listener.close()
         for http in list(self._http):
             if not http.busy:

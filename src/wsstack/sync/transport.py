@@ -293,12 +293,21 @@ class Transport:
 
     def start(self) -> None:
         """Register with the reactor (once) and read, again after a handler paused it."""
-        if self._interest is None:
-            self._interest = self._handshaking or ONESHOT
-            self.reactor.register(self.sock, self._interest, self)
         with self.lock:
-            if not self.closed:
-                self.resume_reading()
+            if self.closed:
+                return
+            if self._interest is None:
+                # Registered before ``_interest`` says so, both under the lock:
+                # a thread in ``_apply`` (epoll is thread-safe) would otherwise
+                # modify a descriptor the poller does not know yet (ENOENT).
+                interest = self._handshaking or ONESHOT
+                self.reactor.register(self.sock, interest, self)
+                self._interest = interest
+            self.resume_reading()
+
+    def tls_pending(self) -> bool:
+        """Decrypted bytes wait in OpenSSL, which a poll does not see (I/O thread)."""
+        return self._tls and not self.closed and self.sock.pending() > 0  # type: ignore[attr-defined]
 
     def read_ready(self) -> None:
         if self._handshaking:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from wsstack.asyncio import Server, connect
-from wsstack.asyncio.waiter import Waiter
+from wsstack.waiter import Waiter
 
 REQUEST = contextvars.ContextVar("REQUEST", default="unset")
 

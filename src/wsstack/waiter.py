@@ -1,4 +1,8 @@
-"""The future that ``recv()`` waits on, which can resume its task at once.
+"""The future that a receive waits on, which can resume its task at once.
+
+It is shared by the two adapters that run on an event loop
+(``wsstack.asyncio``'s ``recv()`` and ``wsstack.uvicorn``'s ASGI
+``receive()``), and lives outside both so that neither imports the other.
 
 With a plain ``asyncio.Future``, a message that arrives for a waiting
 ``recv()`` resumes the handler one loop iteration later: ``set_result``
