@@ -13,6 +13,7 @@ import _thread
 import logging
 import signal
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +39,29 @@ Handler = Callable[["Context"], None]
 
 #: Seconds shutdown() waits, after aborting them, for the last WebSockets to be gone.
 _ABORT_WAIT = 1.0
+
+
+def _wrap_server_side(context: ssl.SSLContext, sock: socket.socket) -> ssl.SSLSocket | None:
+    """The accepted socket under TLS, or None (and the socket closed) if the peer reset it already.
+
+    The ssl module refuses a socket no longer connected (an OSError, or an
+    SSLError when bytes of a ClientHello came before the reset), after it
+    moved the descriptor into an SSLSocket it does not close: left to the
+    collector, that one would close late, with a ResourceWarning. It is
+    found in the failed call's frame and closed here.
+    """
+    try:
+        return context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+    except OSError as exc:
+        logger.debug("TLS handshake failed: %s", exc)
+        traceback = exc.__traceback__
+        while traceback is not None:
+            orphan = traceback.tb_frame.f_locals.get("self")
+            if isinstance(orphan, ssl.SSLSocket):
+                orphan.close()
+            traceback = traceback.tb_next
+        sock.close()  # detached already if the SSLSocket was made; closes it otherwise
+        return None
 
 
 class Context(RequestContext):
@@ -437,13 +461,10 @@ class Server(RoutedServer[Handler]):
         accepted, pause = accept_batch(listener, self._accept_failures, time.monotonic)
         for sock in accepted:
             if self.ssl is not None:
-                try:
-                    sock = self.ssl.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-                except OSError as exc:
-                    # Reset already: the ssl module refuses a socket no longer connected (an SSLError
-                    # when bytes of a ClientHello came before the reset) and drops it.
-                    logger.debug("TLS handshake failed: %s", exc)
+                wrapped = _wrap_server_side(self.ssl, sock)
+                if wrapped is None:
                     continue
+                sock = wrapped
             _HTTPConnection(self, sock, self.ssl is not None).start()
         if pause:
             self._reactor.unregister(listener)
