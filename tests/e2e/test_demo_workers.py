@@ -67,9 +67,10 @@ async def until(ws: WebSocket, line: str) -> list[str]:
 
 
 async def close_code(ws: WebSocket) -> int | None:
-    """Read on until the server closes; the code it closed with."""
+    """Read on until the server closes, and until its TCP close; the code it closed with."""
     while await asyncio.wait_for(ws.recv(), STEP) is not None:
         pass
+    await asyncio.wait_for(ws.wait_closed(), STEP)
     return ws.close_code
 
 

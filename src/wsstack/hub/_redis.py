@@ -38,8 +38,10 @@ __all__ = [
 
 logger = logging.getLogger("wsstack.hub")
 
-#: What redis-py raises when Redis is out of reach or the connection broke.
-LOST: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
+#: What redis-py raises when Redis is out of reach or the connection broke. On uvloop a
+#: write to a transport the peer closed raises RuntimeError ("the handler is closed"),
+#: which redis-py passes on when Redis goes away between its connect and its HELLO.
+LOST: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError, RuntimeError)
 #: The same, or the hub's word for it (a retried connection that gave up).
 LOST_OR_UNAVAILABLE: tuple[type[BaseException], ...] = (*LOST, HubUnavailable)
 #: The same as LOST, or a wait for a reply that ran out of time.
