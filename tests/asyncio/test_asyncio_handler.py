@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -229,6 +230,50 @@ def test_peer_that_does_not_read_pauses_the_handler_side() -> None:
                 assert await ws.recv() == message
                 received += 1
             await sender
+        await server.close()
+
+    run(main())
+
+
+def test_a_handler_client_pipelining_to_a_handler_server_gets_every_echo() -> None:
+    """Both ends on handlers, the client 8 MiB ahead: only the server pauses reading for its replies.
+
+    If the client also stopped reading while its own sends were backed up,
+    each end would wait for the other to read: a deadlock as soon as the
+    kernel's buffers are full.
+    """
+
+    def small_kernel_buffers(ws: WebSocket) -> None:
+        # Loopback's autotuned buffers hold megabytes: keep them small so that they fill.
+        sock = ws._transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32 << 10)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 << 10)
+
+    def echo(ws: WebSocket) -> None:
+        small_kernel_buffers(ws)
+        ws.set_message_handler(ws.send_nowait)
+
+    async def main() -> None:
+        server, url = await serve(echo)
+        message = os.urandom(64 << 10)
+        count = 128
+        echoed = 0
+        all_back = asyncio.Event()
+
+        def on_echo(echo: Any) -> None:
+            nonlocal echoed
+            assert echo == message
+            echoed += 1
+            if echoed == count:
+                all_back.set()
+
+        async with connect(url, options=Options(ping_interval=None)) as ws:
+            small_kernel_buffers(ws)
+            ws.set_message_handler(on_echo)
+            for _ in range(count):
+                ws.send_nowait(message)  # the whole batch at once, as a pipelining client does
+            await asyncio.wait_for(all_back.wait(), 20)
+            assert echoed == count
         await server.close()
 
     run(main())

@@ -92,6 +92,18 @@ def test_becoming_inline_while_writing_is_paused_pauses_reading() -> None:
     assert session.set_inline_consumer(False) == Action.RESUME_READING
 
 
+def test_a_clients_inline_consumer_reads_on_while_writing_is_paused() -> None:
+    """Only the server pauses for its replies: a client that did too would deadlock with a pipelining peer."""
+    client, _ = open_pair()
+    session = WebSocketSession(client)
+    session.set_inline_consumer(True)
+    assert session.pause_writing() == 0
+    assert not session.reading_paused
+    assert session.set_inline_consumer(False) == 0
+    assert session.set_inline_consumer(True) == 0
+    assert session.resume_writing() == 0
+
+
 def test_pongs_wait_while_writing_is_paused_and_only_the_latest_goes_out() -> None:
     session = session_for()
     session.pause_writing()

@@ -202,10 +202,12 @@ class WebSocket(CoreView):
         queued. It must not block; it replies with ``send_nowait()``, and
         ``ws.set_message_handler(ws.send_nowait)`` is a complete echo.
 
-        While a handler is set, ``recv()`` raises ``InvalidState``, and
-        reading pauses whenever the transport's write buffer is over its
-        high-water mark, so a peer that sends without reading the replies
-        cannot make the server buffer without bound. An exception in the
+        While a handler is set, ``recv()`` raises ``InvalidState``, and on
+        a server reading pauses whenever the transport's write buffer is
+        over its high-water mark, so a peer that sends without reading the
+        replies cannot make the server buffer without bound. A client reads
+        on (both ends pausing would deadlock a client that pipelines): it
+        paces what it sends with ``send_nowait()`` itself. An exception in the
         handler (or a coroutine returned by it: handlers are not awaited)
         is logged and closes the connection with 1011. ``None`` goes back to
         ``recv()``. Keep the route handler (or the client) waiting in

@@ -41,6 +41,13 @@ The rules, in every state:
   ``receive()``): two waiters cannot both be woken by one message, and the
   one left behind would hang. The one that waits gets its message, or ``None``
   once the connection is closed.
+- **A server's inline consumer stops reading while its replies back up**
+  (the write buffer over its limit), so a peer that sends without reading
+  cannot make it buffer without bound. A client's reads on: were both ends
+  to stop reading while their own writes wait, a client that pipelines and
+  a server that replies would each wait for the other to read. The client
+  bounds what it sends itself (``send()`` waits; ``send_nowait()`` is the
+  caller's to pace).
 - **TCP closes as RFC 6455 §7.1.1 says:** once the core is closed the server
   closes at once; a client whose close handshake completed gives the server
   ``close_timeout`` seconds to close first (``LINGER``), then aborts.
@@ -308,7 +315,7 @@ class WebSocketSession:
         """The transport's write buffer went over its limit."""
         self.writing_paused = True
         self.core.pause_pongs()
-        if self.inline_consumer and not self.reading_paused:
+        if self._replies_backlogged() and not self.reading_paused:
             # Inline consumers reply without waiting: take no more requests until the replies drain.
             self.reading_paused = True
             return Action.PAUSE_READING
@@ -329,14 +336,14 @@ class WebSocketSession:
         if self.reading_paused and not self._replies_backlogged() and len(self.queue) < self.max_queue:
             self.reading_paused = False
             return Action.RESUME_READING
-        if inline and self.writing_paused and not self.reading_paused:
+        if self._replies_backlogged() and not self.reading_paused:
             # No pause_writing() will come while the buffer stays over its limit.
             self.reading_paused = True
             return Action.PAUSE_READING
         return 0
 
     def _replies_backlogged(self) -> bool:
-        return self.inline_consumer and self.writing_paused
+        return self.inline_consumer and self.writing_paused and not self.core.is_client
 
     # ---------------------------------------------------------------- pings
 
