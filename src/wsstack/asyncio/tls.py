@@ -194,12 +194,13 @@ class TLSTransport(asyncio.Transport, asyncio.Protocol):
                 except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
                     break
                 except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
-                    end = True  # the peer's close_notify, or the TCP stream ending without one
+                    end = True  # the TCP stream ended without close_notify
                     break
                 except ssl.SSLError as exc:
                     error = exc
                     break
                 if not n:
+                    end = True  # the peer's close_notify: CPython reads it as 0 bytes, not SSLZeroReturnError
                     break
                 filled += n
             self._flush()  # what OpenSSL answers by itself (key updates)
