@@ -6,12 +6,14 @@ Servers, each in its own process, with a throwaway certificate (trustme):
 ``wsstack`` (asyncio's loop, ``wsstack.asyncio.tls``), ``wsstack-sslproto``
 (the same server with asyncio's TLS, through the private switch
 ``wsstack.asyncio.tls._force_sslproto``), ``websockets`` (asyncio's TLS
-too) and ``wsstack-uvloop`` (uvloop's TLS). The client is blocking ssl
+too), ``wsstack-uvloop`` (uvloop's TLS), and ``wsstack-ws``, plain ws://
+for reference. The client is blocking ssl
 sockets in this process, so it costs the same for every server.
 
 It prints server memory per idle wss:// connection (each connection echoes
 one message first, so its TLS state has been used both ways; RSS delta over
-the count), round trips per second for 1 KiB and 64 KiB messages, and
+the count), the same for a fifth as many connections that each echoed a
+1 MiB message (what buffers keep once grown), round trips per second for 1 KiB and 64 KiB messages, and
 messages per second pipelined (about 1 MiB sent, then read back), with the
 ratio of ours to sslproto's. As in echo_e2e.py, client and servers share
 CPU 0 by default, and the median of the rounds is kept.
@@ -34,7 +36,8 @@ from pathlib import Path
 from echo_e2e import echo_size, free_port, masked_frame, rss_kib
 
 HERE = Path(__file__).resolve().parent
-SERVERS = ("wsstack", "wsstack-sslproto", "websockets", "wsstack-uvloop")
+MIB = 1 << 20
+SERVERS = ("wsstack", "wsstack-sslproto", "websockets", "wsstack-uvloop", "wsstack-ws")
 HANDSHAKE = (
     b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -44,7 +47,7 @@ HANDSHAKE = (
 # ------------------------------------------------------------------ servers (run as --serve IMPL PORT DIR)
 
 
-async def run_wsstack(port: int, context: ssl.SSLContext) -> None:
+async def run_wsstack(port: int, context: ssl.SSLContext | None) -> None:
     from wsstack.asyncio import Server
     from wsstack.options import Options
 
@@ -88,6 +91,8 @@ def serve(impl: str, port: int, directory: Path) -> None:
 
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(run_wsstack(port, context))
+    elif impl == "wsstack-ws":
+        asyncio.run(run_wsstack(port, None))
     else:
         if impl == "wsstack-sslproto":
             from wsstack.asyncio import tls
@@ -108,11 +113,13 @@ def start(impl: str, directory: Path) -> tuple[subprocess.Popen[str], int]:
     return proc, port
 
 
-def open_wss(port: int, context: ssl.SSLContext) -> ssl.SSLSocket:
-    raw = socket.create_connection(("127.0.0.1", port))
-    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    raw.settimeout(30)  # an error rather than a hang if something stalls
-    sock = context.wrap_socket(raw, server_hostname="localhost")
+def open_wss(port: int, context: ssl.SSLContext | None) -> socket.socket:
+    """A connection through ``context``, or plain ws:// without one."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.settimeout(30)  # an error rather than a hang if something stalls
+    if context is not None:
+        sock = context.wrap_socket(sock, server_hostname="localhost")
     sock.sendall(HANDSHAKE)
     data = b""
     while b"\r\n\r\n" not in data:
@@ -121,7 +128,7 @@ def open_wss(port: int, context: ssl.SSLContext) -> ssl.SSLSocket:
     return sock
 
 
-def read_exactly(sock: ssl.SSLSocket, count: int, buf: bytearray) -> None:
+def read_exactly(sock: socket.socket, count: int, buf: bytearray) -> None:
     view = memoryview(buf)
     got = 0
     while got < count:
@@ -131,7 +138,7 @@ def read_exactly(sock: ssl.SSLSocket, count: int, buf: bytearray) -> None:
         got += n
 
 
-def round_trips(port: int, context: ssl.SSLContext, size: int, seconds: float) -> float:
+def round_trips(port: int, context: ssl.SSLContext | None, size: int, seconds: float) -> float:
     sock = open_wss(port, context)
     frame = masked_frame(b"\x61" * size)
     expect = echo_size(size)
@@ -149,7 +156,7 @@ def round_trips(port: int, context: ssl.SSLContext, size: int, seconds: float) -
     return count / elapsed
 
 
-def pipelined(port: int, context: ssl.SSLContext, size: int, seconds: float) -> float:
+def pipelined(port: int, context: ssl.SSLContext | None, size: int, seconds: float) -> float:
     """About 1 MiB of messages sent, then read: kernel buffers hold that much, so the client needs no thread."""
     sock = open_wss(port, context)
     batch_count = max(1, (1 << 20) // size)
@@ -168,11 +175,13 @@ def pipelined(port: int, context: ssl.SSLContext, size: int, seconds: float) -> 
     return count / elapsed
 
 
-def idle_memory(proc: subprocess.Popen[str], port: int, context: ssl.SSLContext, count: int) -> float:
-    frame = masked_frame(b"hello")
-    buf = bytearray(echo_size(5))
+def idle_memory(
+    proc: subprocess.Popen[str], port: int, context: ssl.SSLContext | None, count: int, size: int = 5
+) -> float:
+    frame = masked_frame(b"h" * size)
+    buf = bytearray(echo_size(size))
 
-    def open_used() -> ssl.SSLSocket:
+    def open_used() -> socket.socket:
         sock = open_wss(port, context)
         sock.sendall(frame)
         read_exactly(sock, len(buf), buf)
@@ -210,6 +219,7 @@ def main() -> None:
         cert.private_key_and_cert_chain_pem.write_to_path(directory / "chain.pem")
         cert.private_key_pem.write_to_path(directory / "key.pem")
         servers = {impl: start(impl, directory) for impl in SERVERS}
+        contexts = {impl: None if impl == "wsstack-ws" else context for impl in SERVERS}
         results: dict[tuple[str, str], list[float]] = {}
         try:
             cases = [(f"round trips/s {size} B", round_trips, size) for size in (1024, 65536)]
@@ -217,14 +227,18 @@ def main() -> None:
             for _ in range(args.rounds):
                 for name, func, size in cases:
                     for impl, (_, port) in servers.items():
-                        results.setdefault((name, impl), []).append(func(port, context, size, args.seconds))
-            memory = {impl: idle_memory(proc, port, context, args.idle) for impl, (proc, port) in servers.items()}
+                        results.setdefault((name, impl), []).append(func(port, contexts[impl], size, args.seconds))
+            memory = {impl: idle_memory(p, port, contexts[impl], args.idle) for impl, (p, port) in servers.items()}
+            # What stays after a large message: buffers that grew for it and were not given back.
+            count = max(1, args.idle // 5)
+            after_mib = {impl: idle_memory(p, port, contexts[impl], count, MIB) for impl, (p, port) in servers.items()}
         finally:
             for proc, _ in servers.values():
                 proc.kill()
 
     print(f"client and servers on CPU {args.cpu}" if args.cpu != "none" else "unpinned")
     print("x sslproto: wsstack / wsstack-sslproto (for memory: sslproto's / ours), above 1 is better for ours")
+    print("wsstack-ws is plain ws://, for what TLS adds")
     print(f"{'case':<26}" + "".join(f"{impl:>18}" for impl in SERVERS) + f"{'x sslproto':>12}")
     for name, _, _ in cases:
         medians = {impl: statistics.median(results[(name, impl)]) for impl in SERVERS}
@@ -232,6 +246,8 @@ def main() -> None:
         print(line + f"{medians['wsstack'] / medians['wsstack-sslproto']:>11.2f}x")
     line = f"{'KiB per idle connection':<26}" + "".join(f"{memory[i]:>18.1f}" for i in SERVERS)
     print(line + f"{memory['wsstack-sslproto'] / memory['wsstack']:>11.2f}x")
+    line = f"{'KiB idle after 1 MiB echo':<26}" + "".join(f"{after_mib[i]:>18.1f}" for i in SERVERS)
+    print(line + f"{after_mib['wsstack-sslproto'] / after_mib['wsstack']:>11.2f}x")
 
 
 if __name__ == "__main__":

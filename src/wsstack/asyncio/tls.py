@@ -36,6 +36,10 @@ logger = logging.getLogger("wsstack")
 
 #: Plaintext decrypted per ``data_received`` at most: sixteen full TLS records.
 SCRATCH_SIZE = 256 * 1024
+#: The most plaintext a TLS record holds; writes go to OpenSSL in pieces of this size.
+RECORD_SIZE = 16384
+#: The first byte of a TLS record: change_cipher_spec, alert, handshake, application_data.
+_CONTENT_TYPES = frozenset((20, 21, 22, 23))
 
 _scratch = threading.local()
 
@@ -75,6 +79,9 @@ class TLSTransport(asyncio.Transport, asyncio.Protocol):
         "_read_scheduled",
         "_write_paused",
         "_eof",
+        "_eof_fed",
+        "_cipher",
+        "_cipher_pos",
     )
 
     def __init__(
@@ -108,8 +115,12 @@ class TLSTransport(asyncio.Transport, asyncio.Protocol):
         self._reading = True
         self._read_scheduled = False
         self._write_paused = False
-        #: The socket's read side ended: OpenSSL reports EOF once it has given out what it holds.
+        #: The socket's read side ended, and OpenSSL was told (after every record before it).
         self._eof = False
+        self._eof_fed = False
+        #: Ciphertext not given to OpenSSL yet, from ``_cipher_pos`` on (see ``_next_record``).
+        self._cipher = b""
+        self._cipher_pos = 0
 
     # ---------------------------------------------- the socket transport's protocol
 
@@ -118,20 +129,57 @@ class TLSTransport(asyncio.Transport, asyncio.Protocol):
         self._handshake()
 
     def data_received(self, data: bytes) -> None:
-        self._incoming.write(data)
-        if self._handshaking:
-            self._handshake()
+        if self._cipher_pos < len(self._cipher):
+            self._cipher = self._cipher[self._cipher_pos :] + data
         else:
-            self._read()
+            self._cipher = data
+        self._cipher_pos = 0
+        self._process()
 
     def eof_received(self) -> bool:
         self._eof = True
-        self._incoming.write_eof()
-        if self._handshaking:
-            self._handshake()
-        else:
-            self._read()
+        self._process()
         return True  # the socket stays open until the inner protocol has seen the end
+
+    def _process(self) -> None:
+        while self._handshaking and self._next_record():
+            self._handshake()
+        if not self._handshaking:
+            self._read()
+
+    def _next_record(self) -> bool:
+        """Move one complete TLS record into the incoming BIO; False if there is none yet.
+
+        A ``MemoryBIO`` keeps the largest size it ever held until it is
+        freed: fed a 1 MiB burst, it holds 1 MiB for the rest of the
+        connection (measured: 1,033 KiB of RSS per BIO after a 1 MiB write,
+        20 KiB after the same megabyte in 16 KiB writes). Fed one record at
+        a time (16 KiB and a little), it never grows beyond that; the part
+        of a record still coming waits here, in a ``bytes`` of its own size.
+        """
+        cipher, pos = self._cipher, self._cipher_pos
+        size = len(cipher)
+        if size - pos >= 5:
+            # Not TLS (plain HTTP on a TLS port, say): all of it, for OpenSSL to say so.
+            tls_record = cipher[pos] in _CONTENT_TYPES
+            end = pos + 5 + (cipher[pos + 3] << 8 | cipher[pos + 4]) if tls_record else size
+            if end <= size:
+                self._incoming.write(cipher if pos == 0 and end == size else memoryview(cipher)[pos:end])
+                if end == size:
+                    self._cipher, self._cipher_pos = b"", 0
+                else:
+                    self._cipher_pos = end
+                return True
+        if self._eof and not self._eof_fed:
+            self._eof_fed = True
+            if pos < size:
+                self._incoming.write(memoryview(cipher)[pos:])  # a truncated record: OpenSSL reports it
+            self._cipher, self._cipher_pos = b"", 0
+            self._incoming.write_eof()
+            return True
+        if pos:
+            self._cipher, self._cipher_pos = cipher[pos:], 0  # frees the chunk the partial record came in
+        return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
@@ -161,7 +209,7 @@ class TLSTransport(asyncio.Transport, asyncio.Protocol):
             self._sslobj.do_handshake()
         except ssl.SSLWantReadError:
             self._flush()
-            if self._eof:
+            if self._eof_fed:
                 self._fail(ConnectionResetError("the peer closed the connection during the TLS handshake"))
             return
         except (ssl.SSLError, OSError) as exc:
@@ -178,48 +226,45 @@ class TLSTransport(asyncio.Transport, asyncio.Protocol):
         self._inner.connection_made(self)
         if self._write_paused and self._inner is not None:
             self._inner.pause_writing()
-        self._read()  # application data may have come with the peer's last handshake message
 
     def _read(self) -> None:
-        """Hand the inner protocol what OpenSSL can decrypt, in as few calls as the scratch buffer allows."""
+        """Decrypt record after record into the scratch buffer; the inner protocol gets it in as few calls as fit."""
         view = _scratch_view()
-        sslobj = self._sslobj
+        sslobj, incoming = self._sslobj, self._incoming
+        filled = 0
+        end = False
+        error: Exception | None = None
         while self._reading and self._inner is not None and not self._closing:
-            filled = 0
-            end = False
-            error: Exception | None = None
-            while filled < SCRATCH_SIZE:
-                try:
-                    # With a buffer, read() returns a count (typeshed says bytes).
-                    n: int = sslobj.read(SCRATCH_SIZE - filled, view[filled:])  # type: ignore[assignment]
-                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                    break
-                except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
-                    end = True  # the TCP stream ended without close_notify
-                    break
-                except ssl.SSLError as exc:
-                    error = exc
-                    break
-                if not n:
-                    end = True  # the peer's close_notify: CPython reads it as 0 bytes, not SSLZeroReturnError
-                    break
-                filled += n
-                if not (self._incoming.pending or sslobj.pending() or self._eof):
-                    # Nothing left to decrypt: the SSLWantReadError a further read would raise costs
-                    # 1.0 us, these checks 0.1 us.
-                    break
-            self._flush()  # what OpenSSL answers by itself (key updates)
-            if filled:
-                self._inner.data_received(bytes(view[:filled]))
-            if error is not None:
-                logger.debug("TLS error: %s", error)
-                self._fail(error)
-                return
-            if end:
-                self._end_of_stream()
-                return
-            if filled < SCRATCH_SIZE:
-                return
+            # Checked before reading: a read that finds nothing raises SSLWantReadError, which
+            # costs 1.0 us, these checks 0.1 us.
+            if not (incoming.pending or sslobj.pending() or self._next_record()):
+                break
+            try:
+                # With a buffer, read() returns a count (typeshed says bytes).
+                n: int = sslobj.read(SCRATCH_SIZE - filled, view[filled:])  # type: ignore[assignment]
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                continue  # a record with no application data (a session ticket, a key update)
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                end = True  # the TCP stream ended without close_notify
+                break
+            except ssl.SSLError as exc:
+                error = exc
+                break
+            if not n:
+                end = True  # the peer's close_notify: CPython reads it as 0 bytes, not SSLZeroReturnError
+                break
+            filled += n
+            if filled == SCRATCH_SIZE:
+                self._inner.data_received(bytes(view))
+                filled = 0
+        self._flush()  # what OpenSSL answers by itself (key updates)
+        if filled and self._inner is not None:
+            self._inner.data_received(bytes(view[:filled]))
+        if error is not None:
+            logger.debug("TLS error: %s", error)
+            self._fail(error)
+        elif end:
+            self._end_of_stream()
 
     def _end_of_stream(self) -> None:
         inner = self._inner
@@ -260,13 +305,24 @@ class TLSTransport(asyncio.Transport, asyncio.Protocol):
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not data or self._closing or self._inner is None:
             return
+        sslobj, outgoing = self._sslobj, self._outgoing
         try:
-            self._sslobj.write(data)
+            if len(data) <= RECORD_SIZE:
+                sslobj.write(data)
+                self._flush()
+                return
+            # A record at a time, so that the outgoing BIO stays small (see _next_record).
+            view = memoryview(data)
+            pieces = []
+            for start in range(0, len(view), RECORD_SIZE):
+                sslobj.write(view[start : start + RECORD_SIZE])
+                pieces.append(outgoing.read())
         except ssl.SSLError as exc:
             logger.debug("TLS error: %s", exc)
             self._fail(exc)
             return
-        self._flush()
+        assert self._sock_transport is not None
+        self._sock_transport.write(b"".join(pieces))
 
     def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
         self.write(b"".join(list_of_data))
