@@ -367,6 +367,70 @@ def test_plain_http_on_the_tls_port_is_quiet(tls: TLSContexts, caplog: pytest.Lo
     _quiet_failure(tls, caplog, plain)
 
 
+class DribblingClient:
+    """TLS by hand (SSLObject over a blocking socket), so the test decides where the TCP reads split."""
+
+    def __init__(self, port: int, context: ssl.SSLContext) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.settimeout(10)
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = context.wrap_bio(self.incoming, self.outgoing, server_hostname="localhost")
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self.sock.sendall(self.outgoing.read())
+                self.incoming.write(self.sock.recv(65536))
+        self.sock.sendall(self.outgoing.read())
+
+    def send_in_pieces(self, data: bytes) -> None:
+        """The ciphertext of ``data`` in pieces of 1 to 7 bytes at first, a pause after each: headers split too."""
+        self.tls.write(data)
+        cipher = self.outgoing.read()
+        pos = 0
+        for size in [1, 2, 3, 5, 7] * 6:
+            self.sock.sendall(cipher[pos : pos + size])
+            pos += size
+            time.sleep(0.003)
+        self.sock.sendall(cipher[pos:])
+
+    def recv_until(self, marker: bytes) -> bytes:
+        data = b""
+        while marker not in data:
+            try:
+                data += self.tls.read(65536)
+            except ssl.SSLWantReadError:
+                chunk = self.sock.recv(65536)
+                assert chunk, "EOF"
+                self.incoming.write(chunk)
+        return data
+
+
+def test_records_split_across_reads_are_put_together(tls: TLSContexts) -> None:
+    async def main() -> None:
+        server = echo_server(tls.server)
+        await listening(server)
+
+        def peer() -> tuple[bytes, bytes]:
+            client = DribblingClient(server.port, tls.client)
+            client.send_in_pieces(HANDSHAKE)
+            response = client.recv_until(b"\r\n\r\n")
+            # Two messages in one write: one TLS record, split into dribbles.
+            client.send_in_pieces(masked(0x1, b"first") + masked(0x1, b"second"))
+            echoed = client.recv_until(b"second")
+            client.sock.close()
+            return response, echoed
+
+        response, echoed = await asyncio.to_thread(peer)
+        assert response.startswith(b"HTTP/1.1 101")
+        assert echoed == b"\x81\x05first\x81\x06second"
+        await server.close()
+
+    run(main())
+
+
 # ------------------------------------------------------------------ flow control
 
 

@@ -12,8 +12,8 @@ docs/benchmarks.md, ``benchmarks/echo_tls.py``).
 
 uvloop keeps its own TLS (``ssl=`` on its calls): it is small already, and
 its transports are not asyncio's. In one run of the benchmark an idle
-wss:// connection cost 23 KiB of server RSS here, 49 KiB on uvloop and
-282 KiB with sslproto (1 KiB round trips: 1.22x sslproto's rate here).
+wss:// connection cost 24.5 KiB of server RSS here, 51 KiB on uvloop and
+283 KiB with sslproto (1 KiB round trips: 1.16x sslproto's rate here).
 
 ``TLSTransport`` is at once the protocol on the socket transport and the
 transport the inner protocol (the server's HTTP protocol, the client's, the
