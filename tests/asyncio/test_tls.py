@@ -431,6 +431,69 @@ def test_records_split_across_reads_are_put_together(tls: TLSContexts) -> None:
     run(main())
 
 
+def test_pipelined_requests_wait_while_reading_is_paused(tls: TLSContexts) -> None:
+    """The server reads one request at a time: decrypted bytes wait with reading paused, in order."""
+
+    async def main() -> None:
+        server = Server()
+        server.ssl = tls.server
+
+        @server.get("/slow")
+        async def slow(ctx: Any) -> None:
+            await asyncio.sleep(0.2)
+            ctx.response.body = "slow"
+
+        @server.get("/fast")
+        async def fast(ctx: Any) -> None:
+            ctx.response.body = "fast"
+
+        await listening(server)
+
+        def peer() -> bytes:
+            raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            with tls.client.wrap_socket(raw, server_hostname="localhost") as sock:
+                request = b"GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                sock.sendall(request % b"/slow" + request % b"/fast")  # one TLS record
+                data = b""
+                while data.count(b"HTTP/1.1 200") < 2 or not data.endswith(b"fast"):
+                    chunk = sock.recv(65536)
+                    assert chunk, data
+                    data += chunk
+                return data
+
+        data = await asyncio.to_thread(peer)
+        assert data.index(b"slow") < data.index(b"fast")
+        await server.close()
+
+    run(main())
+
+
+def test_a_tcp_close_without_close_notify_ends_the_connection(
+    tls: TLSContexts, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    async def main() -> None:
+        seen: list[WebSocket] = []
+        server = echo_server(tls.server, seen=seen)
+        await listening(server)
+
+        def peer() -> None:
+            sock = raw_client(server.port, tls.client)
+            sock.sendall(masked(0x1, b"one"))
+            assert read_frame(sock) == (0x1, b"one")
+            sock.shutdown(socket.SHUT_RDWR)  # TCP's end, with no close_notify (unwrap() would send one)
+            sock.close()
+
+        await asyncio.to_thread(peer)
+        await asyncio.wait_for(seen[0].wait_closed(), 5)
+        assert seen[0].core.close_code == 1006
+        await server.close()
+
+    run(main())
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
 # ------------------------------------------------------------------ flow control
 
 
