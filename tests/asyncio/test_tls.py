@@ -276,6 +276,25 @@ def test_close_notify_alone_is_end_of_stream(tls: TLSContexts) -> None:
     run(main())
 
 
+def test_abort_drops_the_connection_at_once(tls: TLSContexts) -> None:
+    async def main() -> None:
+        ended: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+
+        async def waiting(ws: ServerConnection) -> None:
+            await ws.wait_closed()
+            ended.set_result(ws.close_code)
+
+        async with ws_serve(waiting, "127.0.0.1", 0, ssl=tls.server) as peer:
+            port = peer.sockets[0].getsockname()[1]
+            ws = await connect(f"wss://localhost:{port}/", ssl=tls.client)
+            ws.abort()
+            assert ws._transport.is_closing()
+            assert await asyncio.wait_for(ended, 5) == 1006  # no close frame, no close_notify
+            await asyncio.wait_for(ws.wait_closed(), 5)
+
+    run(main())
+
+
 # ------------------------------------------------------------------ handshake failures
 
 

@@ -34,7 +34,8 @@ __all__ = ["TLSTransport", "accept", "connect", "own_tls"]
 
 logger = logging.getLogger("wsstack")
 
-#: Plaintext decrypted per ``data_received`` at most: sixteen full TLS records.
+#: What asyncio's socket transport reads at most per ``recv``: the plaintext of one read
+#: reaches the inner protocol in one call. Shared by a thread's connections, so it costs once.
 SCRATCH_SIZE = 256 * 1024
 #: The most plaintext a TLS record holds; writes go to OpenSSL in pieces of this size.
 RECORD_SIZE = 16384
@@ -115,7 +116,7 @@ class TLSTransport(asyncio.Transport, asyncio.Protocol):
         self._reading = True
         self._read_scheduled = False
         self._write_paused = False
-        #: The socket's read side ended, and OpenSSL was told (after every record before it).
+        #: The socket's read side ended; OpenSSL is told once it has every record before the end.
         self._eof = False
         self._eof_fed = False
         #: Ciphertext not given to OpenSSL yet, from ``_cipher_pos`` on (see ``_next_record``).
@@ -410,12 +411,7 @@ class TLSTransport(asyncio.Transport, asyncio.Protocol):
         return self._sock_transport.get_extra_info(name, default)
 
 
-async def _start(
-    loop: asyncio.AbstractEventLoop,
-    sock: socket.socket,
-    tls: TLSTransport,
-    connecting: Callable[[], Any],
-) -> TLSTransport:
+async def _start(sock: socket.socket, tls: TLSTransport, connecting: Callable[[], Any]) -> TLSTransport:
     """Run the handshake; on any failure (a cancellation too) nothing is left open."""
     try:
         await connecting()
@@ -445,7 +441,7 @@ async def accept(
     tls = TLSTransport(
         loop, context, factory, server_side=True, server_hostname=None, handshake_timeout=handshake_timeout
     )
-    return await _start(loop, sock, tls, lambda: loop.connect_accepted_socket(lambda: tls, sock))
+    return await _start(sock, tls, lambda: loop.connect_accepted_socket(lambda: tls, sock))
 
 
 async def connect(
@@ -459,4 +455,4 @@ async def connect(
     tls = TLSTransport(
         loop, context, factory, server_side=False, server_hostname=server_hostname, handshake_timeout=None
     )
-    return await _start(loop, sock, tls, lambda: loop.create_connection(lambda: tls, sock=sock))
+    return await _start(sock, tls, lambda: loop.create_connection(lambda: tls, sock=sock))
