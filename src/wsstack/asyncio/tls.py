@@ -1,4 +1,4 @@
-"""TLS for asyncio's own loops, over ``ssl.SSLObject`` and two ``ssl.MemoryBIO``s, at kilobytes per connection.
+"""TLS for asyncio's own loops, over ``ssl.SSLObject`` and two memory BIOs, at kilobytes per connection.
 
 asyncio's TLS (``sslproto``) gives every connection a 256 KiB read buffer
 of its own: an idle wss:// connection held 287 KiB of server RSS, against
