@@ -36,6 +36,7 @@ from ..errors import ConnectionClosed, HandshakeError
 from ..events import HandshakeComplete, HandshakeFailed
 from ..handshake import parse_ws_url
 from ..options import Options
+from . import tls
 from .connection import WebSocket
 
 __all__ = ["connect"]
@@ -223,11 +224,18 @@ class connect:
                 await step(_open_tunnel(loop, sock, tunnel), Phase.PROXY_TUNNEL, where)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             # TLS goes over the tunnel when there is one: the proxy sees only ciphertext.
-            connecting = loop.create_connection(
-                lambda: protocol, sock=sock, ssl=context if secure else None, server_hostname=host if secure else None
-            )
-            await step(connecting, Phase.TLS_HANDSHAKE, (host, port))
-            sock = None  # the transport's now
+            if secure and context is not None and tls.own_tls(loop):
+                owned, sock = sock, None  # tls.connect's now, closed by it if the handshake fails
+                await step(tls.connect(loop, owned, context, host, lambda: protocol), Phase.TLS_HANDSHAKE, (host, port))
+            else:
+                connecting = loop.create_connection(
+                    lambda: protocol,
+                    sock=sock,
+                    ssl=context if secure else None,
+                    server_hostname=host if secure else None,
+                )
+                await step(connecting, Phase.TLS_HANDSHAKE, (host, port))
+                sock = None  # the transport's now
             try:
                 return await step(asyncio.shield(protocol.opened), Phase.OPENING_HANDSHAKE, (host, port))
             except TimeoutError:

@@ -21,6 +21,7 @@ from ..options import Options
 from ..routing import RequestContext, RoutedServer, check_port
 from ..session import ACCEPT_RETRY, AcceptFailures, HTTPSession
 from ..workers import supervise
+from . import tls
 from .connection import WebSocket
 
 __all__ = ["Server", "Context"]
@@ -522,7 +523,12 @@ class _Listener:
         self.unstarted.discard(conn)
         server = self.server
         try:
-            await self.loop.connect_accepted_socket(lambda: _HTTPProtocol(server), conn, ssl=server.ssl)
+            if server.ssl is not None and tls.own_tls(self.loop):
+                await tls.accept(
+                    self.loop, conn, server.ssl, lambda: _HTTPProtocol(server), server.options.open_timeout
+                )
+            else:
+                await self.loop.connect_accepted_socket(lambda: _HTTPProtocol(server), conn, ssl=server.ssl)
         except OSError as exc:  # ssl.SSLError included: a reset, a bad certificate, plain HTTP on a TLS port
             logger.debug("%s failed: %s", "TLS handshake" if server.ssl else "connection setup", exc)
 
