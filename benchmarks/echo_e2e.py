@@ -35,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -180,10 +181,15 @@ def rss_kib(pid: int) -> int:
 
 
 def idle_memory(proc: subprocess.Popen[str], port: int, count: int) -> float:
-    warm = [open_ws(port) for _ in range(20)]
+    return rss_per_connection(proc, lambda: open_ws(port), count)
+
+
+def rss_per_connection(proc: subprocess.Popen[str], open_one: Callable[[], socket.socket], count: int) -> float:
+    """The server's RSS growth in KiB per connection, over ``count`` opened by ``open_one`` after 20 warm ones."""
+    warm = [open_one() for _ in range(20)]
     time.sleep(0.3)
     before = rss_kib(proc.pid)
-    socks = [open_ws(port) for _ in range(count)]
+    socks = [open_one() for _ in range(count)]
     time.sleep(0.5)
     after = rss_kib(proc.pid)
     for sock in socks + warm:

@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from echo_e2e import echo_size, free_port, masked_frame, rss_kib
+from echo_e2e import echo_size, free_port, masked_frame, read_exactly, rss_per_connection
 
 HERE = Path(__file__).resolve().parent
 MIB = 1 << 20
@@ -128,16 +128,6 @@ def open_wss(port: int, context: ssl.SSLContext | None) -> socket.socket:
     return sock
 
 
-def read_exactly(sock: socket.socket, count: int, buf: bytearray) -> None:
-    view = memoryview(buf)
-    got = 0
-    while got < count:
-        n = sock.recv_into(view[got:count])
-        if not n:
-            raise ConnectionError("server closed")
-        got += n
-
-
 def round_trips(port: int, context: ssl.SSLContext | None, size: int, seconds: float) -> float:
     sock = open_wss(port, context)
     frame = masked_frame(b"\x61" * size)
@@ -187,15 +177,7 @@ def idle_memory(
         read_exactly(sock, len(buf), buf)
         return sock
 
-    warm = [open_used() for _ in range(20)]
-    time.sleep(0.3)
-    before = rss_kib(proc.pid)
-    socks = [open_used() for _ in range(count)]
-    time.sleep(0.5)
-    after = rss_kib(proc.pid)
-    for sock in socks + warm:
-        sock.close()
-    return (after - before) / count
+    return rss_per_connection(proc, open_used, count)
 
 
 def main() -> None:
