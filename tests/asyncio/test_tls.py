@@ -152,6 +152,29 @@ def test_our_client_echoes_against_websockets_server(tls: TLSContexts) -> None:
     run(main())
 
 
+def test_the_transport_answers_as_asyncios_transports_do(tls: TLSContexts) -> None:
+    """The calls a protocol may make besides write(): writelines, buffer limits, EOF, extra info."""
+
+    async def main() -> None:
+        server = echo_server(tls.server)
+        url = await listening(server)
+        async with connect(url, ssl=tls.client) as ws:
+            transport = ws._transport
+            assert isinstance(transport, TLSTransport)
+            frame = masked(0x1, b"in two pieces")
+            transport.writelines([frame[:3], frame[3:]])  # one frame, written as two buffers
+            assert await ws.recv() == "in two pieces"
+            transport.set_write_buffer_limits(high=1 << 20)
+            assert transport.get_write_buffer_limits() == (1 << 18, 1 << 20)  # low defaults to a quarter, as asyncio's
+            assert not transport.can_write_eof()  # TLS has close_notify, not a half close
+            assert transport.get_extra_info("compression") is None
+            assert transport.get_extra_info("no such thing", "default") == "default"
+            assert transport.is_reading()
+        await server.close()
+
+    run(main())
+
+
 def test_sni_reaches_the_servers_callback(tls: TLSContexts) -> None:
     names: list[str | None] = []
     fresh = tls_contexts()  # its own server context, for the callback
