@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
 import os
 import socket
 import ssl
 import struct
+import subprocess
+import threading
 import time
 from collections.abc import Awaitable
 from typing import Any
@@ -20,6 +24,7 @@ from websockets.asyncio.server import serve as ws_serve
 
 from sync_helpers import TLSContexts, tls_contexts
 from wsstack.asyncio import Server, WebSocket, connect
+from wsstack.asyncio import tls as wsstack_tls
 from wsstack.asyncio.tls import TLSTransport
 from wsstack.options import Options
 
@@ -603,3 +608,232 @@ def test_uvloop_uses_its_own_tls(tls: TLSContexts) -> None:
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(asyncio.wait_for(main(), 30))
+
+
+# ------------------------------------------------------------------ the transport's edges (found in review)
+
+
+class Recorder(asyncio.Protocol):
+    """An inner protocol that keeps what it is told."""
+
+    def __init__(self, pause_each_read: bool = False) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.lost: asyncio.Future[Exception | None] = self.loop.create_future()
+        self.ended: asyncio.Future[bool] = self.loop.create_future()  # whether reading was paused then
+        self.received = bytearray()
+        self.paused = False
+        self.read_while_paused = 0
+        self.pause_each_read = pause_each_read
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: Any = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.read_while_paused += self.paused
+        self.received += data
+        if self.pause_each_read:
+            self.paused = True
+            self.transport.pause_reading()
+            self.loop.call_later(0.005, self.resume)
+
+    def resume(self) -> None:
+        self.paused = False
+        self.transport.resume_reading()
+
+    def eof_received(self) -> None:
+        self.ended.set_result(self.paused)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.set_result(exc)
+
+
+def test_a_tls12_renegotiation_by_the_server_loses_nothing_we_write(tmp_path: Any) -> None:
+    """openssl s_server renegotiates while we write: OpenSSL refuses writes until it is done; they wait, in order."""
+    import trustme
+
+    authority = trustme.CA()
+    key_and_cert = tmp_path / "server.pem"
+    authority.issue_cert("localhost").private_key_and_cert_chain_pem.write_to_path(str(key_and_cert))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    authority.configure_trust(context)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2  # TLS 1.3 has no renegotiation
+    received = tmp_path / "s_server.out"  # a file, not a pipe: a full pipe would stop s_server reading
+    with received.open("wb") as out:
+        server = subprocess.Popen(
+            ["openssl", "s_server", "-tls1_2", "-accept", "127.0.0.1:0", "-cert", key_and_cert, "-key", key_and_cert],
+            stdin=subprocess.PIPE,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    assert server.stdin is not None
+    try:
+        deadline = time.monotonic() + 10
+        while not (accepting := [x for x in received.read_bytes().splitlines() if x.startswith(b"ACCEPT")]):
+            assert time.monotonic() < deadline and server.poll() is None, "openssl s_server did not start"
+            time.sleep(0.02)
+        port = int(accepting[0].rsplit(b":", 1)[1])
+        chunk, count = b"0123456789" * 10, 3000
+
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.setblocking(False)
+            inner = Recorder()
+            transport = await wsstack_tls.connect(loop, sock, context, "localhost", lambda: inner)
+            for index in range(count):
+                transport.write(chunk)
+                if index == count // 4:
+                    server.stdin.write(b"r\n")  # s_server: renegotiate now
+                    server.stdin.flush()
+                await asyncio.sleep(0)  # the renegotiation's messages come in while we write
+            await asyncio.sleep(0.2)
+            assert not inner.lost.done(), inner.lost.result()
+            transport.close()
+            await asyncio.wait_for(inner.lost, 5)
+
+        run(main())
+        server.stdin.close()
+        server.kill()
+        server.wait()
+        assert b"SSL_do_handshake -> 1" in received.read_bytes()  # the renegotiation did happen
+        assert received.read_bytes().count(chunk) == count  # s_server prints what it received: all, once each
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_the_end_of_stream_waits_while_the_inner_protocol_paused_reading(tls: TLSContexts) -> None:
+    """3 MiB, close_notify and FIN at once, to a protocol that pauses on every read: all in order, then the end."""
+    payload = os.urandom(3 * MIB)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        listener = socket.create_server(("127.0.0.1", 0))
+
+        def client() -> None:
+            with socket.create_connection(listener.getsockname()) as raw:
+                sock = tls.client.wrap_socket(raw, server_hostname="localhost")
+                sock.sendall(payload)
+                plain = sock.unwrap()
+                plain.shutdown(socket.SHUT_WR)
+                plain.settimeout(10)
+                plain.recv(1)
+
+        sender = loop.run_in_executor(None, client)
+        conn, _ = listener.accept()
+        listener.close()
+        conn.setblocking(False)
+        inner = Recorder(pause_each_read=True)
+        await wsstack_tls.accept(loop, conn, tls.server, lambda: inner, 5)
+        assert await asyncio.wait_for(inner.ended, 20) is False  # not while paused
+        assert inner.read_while_paused == 0
+        assert bytes(inner.received) == payload
+        inner.transport.close()
+        await asyncio.wait_for(sender, 10)
+
+    run(main())
+
+
+def test_a_tls_error_after_the_handshake_reaches_connection_lost(tls: TLSContexts) -> None:
+    """A corrupted record: the inner protocol learns why the connection ended, not a clean loss."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        listener = socket.create_server(("127.0.0.1", 0))
+
+        def client() -> None:
+            with socket.create_connection(listener.getsockname()) as raw:
+                incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+                tls_object = tls.client.wrap_bio(incoming, outgoing, server_hostname="localhost")
+                raw.settimeout(10)
+                while True:
+                    try:
+                        tls_object.do_handshake()
+                        break
+                    except ssl.SSLWantReadError:
+                        raw.sendall(outgoing.read())
+                        incoming.write(raw.recv(65536))
+                raw.sendall(outgoing.read())
+                tls_object.write(b"a record that will not decrypt")
+                record = bytearray(outgoing.read())
+                record[-1] ^= 0xFF  # its authentication tag no longer matches
+                raw.sendall(record)
+                with contextlib.suppress(OSError):
+                    raw.recv(65536)
+
+        sender = loop.run_in_executor(None, client)
+        conn, _ = listener.accept()
+        listener.close()
+        conn.setblocking(False)
+        inner = Recorder()
+        await wsstack_tls.accept(loop, conn, tls.server, lambda: inner, 5)
+        assert isinstance(await asyncio.wait_for(inner.lost, 10), ssl.SSLError)
+        assert inner.received == b""
+        await asyncio.wait_for(sender, 10)
+
+    run(main())
+
+
+@pytest.mark.parametrize("when", ["before the handshake starts", "with the handshake's last message in"])
+def test_a_handshake_cancelled_leaves_nothing_for_the_loop_to_report(tls: TLSContexts, when: str) -> None:
+    """A server shutting down cancels handshakes: no InvalidStateError, no never-retrieved exception."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        reported: list[dict[str, Any]] = []
+        loop.set_exception_handler(lambda _, context: reported.append(context))
+        listener = socket.create_server(("127.0.0.1", 0))
+        finished_ready, go, finished_sent = threading.Event(), threading.Event(), threading.Event()
+
+        def client() -> None:
+            with socket.create_connection(listener.getsockname()) as raw:
+                raw.settimeout(10)
+                if when == "before the handshake starts":
+                    with contextlib.suppress(OSError):
+                        raw.recv(1)
+                    return
+                incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+                tls_object = tls.client.wrap_bio(incoming, outgoing, server_hostname="localhost")
+                while True:
+                    try:
+                        tls_object.do_handshake()
+                        break
+                    except ssl.SSLWantReadError:
+                        raw.sendall(outgoing.read())
+                        incoming.write(raw.recv(65536))
+                finished_ready.set()
+                go.wait(5)
+                raw.sendall(outgoing.read())  # the client's Finished
+                finished_sent.set()
+                with contextlib.suppress(OSError):
+                    raw.recv(65536)
+
+        sender = loop.run_in_executor(None, client)
+        conn, _ = listener.accept()
+        listener.close()
+        conn.setblocking(False)
+        task = loop.create_task(wsstack_tls.accept(loop, conn, tls.server, Recorder, 5))
+        if when == "before the handshake starts":
+            loop.call_soon(lambda: loop.call_soon(task.cancel))  # after connection_made, before the task resumes
+        else:
+
+            def cancel_with_finished_unread() -> None:
+                # The loop waits here while the Finished arrives: the next iteration runs the
+                # cancellation first, then the read that completes the handshake.
+                go.set()
+                finished_sent.wait(5)
+                time.sleep(0.05)
+                loop.call_soon(task.cancel)
+
+            while not finished_ready.is_set():
+                await asyncio.sleep(0.005)
+            loop.call_soon(cancel_with_finished_unread)
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.wait_for(sender, 10)
+        await asyncio.sleep(0.05)
+        gc.collect()
+        await asyncio.sleep(0)
+        assert [context.get("message") for context in reported] == []
+
+    run(main())

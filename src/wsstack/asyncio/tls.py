@@ -83,6 +83,11 @@ class TLSTransport(asyncio.Transport, asyncio.Protocol):
         "_eof_fed",
         "_cipher",
         "_cipher_pos",
+        "_backlog",
+        "_backlog_size",
+        "_error",
+        "_end_seen",
+        "_end_delivered",
     )
 
     def __init__(
@@ -122,6 +127,15 @@ class TLSTransport(asyncio.Transport, asyncio.Protocol):
         #: Ciphertext not given to OpenSSL yet, from ``_cipher_pos`` on (see ``_next_record``).
         self._cipher = b""
         self._cipher_pos = 0
+        #: Plaintext OpenSSL would not take yet (a TLS 1.2 renegotiation waits for the peer's
+        #: answer): written, in order, after the next read.
+        self._backlog: list[bytes] = []
+        self._backlog_size = 0
+        #: What ended the connection, for the inner protocol's ``connection_lost``.
+        self._error: Exception | None = None
+        #: The peer's stream ended; the inner protocol is told once, and never while it paused reading.
+        self._end_seen = False
+        self._end_delivered = False
 
     # ---------------------------------------------- the socket transport's protocol
 
@@ -191,7 +205,7 @@ class TLSTransport(asyncio.Transport, asyncio.Protocol):
                 self._waiter.set_exception(exc or ConnectionResetError("connection lost during the TLS handshake"))
         elif self._inner is not None:
             inner, self._inner = self._inner, None
-            inner.connection_lost(exc)
+            inner.connection_lost(exc or self._error)
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -220,6 +234,8 @@ class TLSTransport(asyncio.Transport, asyncio.Protocol):
         self._flush()
         self._handshaking = False
         self._cancel_timer()
+        if self._waiter.done():
+            return  # cancelled (a server shutting down): _start aborts the connection
         self._waiter.set_result(None)
         factory, self._factory = self._factory, None
         assert factory is not None
@@ -246,7 +262,7 @@ class TLSTransport(asyncio.Transport, asyncio.Protocol):
             except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
                 continue  # a record with no application data (a session ticket, a key update)
             except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
-                end = True  # the TCP stream ended without close_notify
+                end = True  # after the peer's close_notify (ZeroReturn), or a TCP end without one (EOF)
                 break
             except ssl.SSLError as exc:
                 error = exc
@@ -264,13 +280,20 @@ class TLSTransport(asyncio.Transport, asyncio.Protocol):
         if error is not None:
             logger.debug("TLS error: %s", error)
             self._fail(error)
-        elif end:
+            return
+        if self._backlog:
+            self._write_backlog()
+        if end:
+            self._end_seen = True
+        if self._end_seen:
             self._end_of_stream()
 
     def _end_of_stream(self) -> None:
+        """Tell the inner protocol, once, and not while it paused reading (asyncio's transports never do)."""
         inner = self._inner
-        if inner is None or self._closing:
+        if inner is None or self._closing or self._end_delivered or not self._reading:
             return
+        self._end_delivered = True
         if not inner.eof_received():
             self.close()
 
@@ -294,6 +317,7 @@ class TLSTransport(asyncio.Transport, asyncio.Protocol):
             self._handshaking = False
             if not self._waiter.done():
                 self._waiter.set_exception(exc)
+        self._error = exc
         self._closing = True
         if self._sock_transport is not None:
             if graceful:
@@ -306,24 +330,55 @@ class TLSTransport(asyncio.Transport, asyncio.Protocol):
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not data or self._closing or self._inner is None:
             return
-        sslobj, outgoing = self._sslobj, self._outgoing
-        try:
-            if len(data) <= RECORD_SIZE:
-                sslobj.write(data)
-                self._flush()
+        if self._backlog:
+            self._hold(bytes(data))
+            return
+        if len(data) <= RECORD_SIZE:
+            try:
+                self._sslobj.write(data)
+            except ssl.SSLWantReadError:
+                self._hold(bytes(data))
+            except ssl.SSLError as exc:
+                logger.debug("TLS error: %s", exc)
+                self._fail(exc)
                 return
-            # A record at a time, so that the outgoing BIO stays small (see _next_record).
-            view = memoryview(data)
-            pieces = []
-            for start in range(0, len(view), RECORD_SIZE):
+            self._flush()
+            return
+        self._encrypt(memoryview(data))
+
+    def _encrypt(self, view: memoryview) -> None:
+        """A record at a time, so that the outgoing BIO stays small (see _next_record)."""
+        sslobj, outgoing = self._sslobj, self._outgoing
+        pieces = []
+        start = 0
+        try:
+            while start < len(view):
                 sslobj.write(view[start : start + RECORD_SIZE])
                 pieces.append(outgoing.read())
+                start += RECORD_SIZE
+        except ssl.SSLWantReadError:
+            self._hold(bytes(view[start:]))
         except ssl.SSLError as exc:
             logger.debug("TLS error: %s", exc)
             self._fail(exc)
             return
         assert self._sock_transport is not None
-        self._sock_transport.write(b"".join(pieces))
+        if pieces:
+            self._sock_transport.write(b"".join(pieces))
+        self._flush()  # a renegotiation's own messages, after the records before them
+
+    def _hold(self, data: bytes) -> None:
+        self._backlog.append(data)
+        self._backlog_size += len(data)
+
+    def _write_backlog(self) -> None:
+        """After a read: what OpenSSL refused during a renegotiation goes out now, or waits again."""
+        backlog, self._backlog, self._backlog_size = self._backlog, [], 0
+        for data in backlog:
+            if self._backlog or self._closing:
+                self._hold(data)
+            else:
+                self._encrypt(memoryview(data))
 
     def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
         self.write(b"".join(list_of_data))
@@ -383,7 +438,8 @@ class TLSTransport(asyncio.Transport, asyncio.Protocol):
             self._sock_transport.set_write_buffer_limits(high, low)
 
     def get_write_buffer_size(self) -> int:
-        return 0 if self._sock_transport is None else self._sock_transport.get_write_buffer_size()
+        held = self._backlog_size
+        return held if self._sock_transport is None else held + self._sock_transport.get_write_buffer_size()
 
     def get_write_buffer_limits(self) -> tuple[int, int]:
         assert self._sock_transport is not None
@@ -416,6 +472,7 @@ async def _start(sock: socket.socket, tls: TLSTransport, connecting: Callable[[]
     try:
         await connecting()
     except BaseException:
+        tls._waiter.cancel()  # the handshake may have begun: its end is nobody's to hear now
         sock.close()
         raise
     try:
