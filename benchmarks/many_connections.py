@@ -89,7 +89,7 @@ def raise_nofile(needed: int) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < needed:
         raise SystemExit(
-            f"RLIMIT_NOFILE hard limit is {hard}, below the {needed} descriptors this run needs: "
+            f"RLIMIT_NOFILE hard limit is {hard:,}, below the {needed:,} descriptors this run needs: "
             "raise it (ulimit -Hn, LimitNOFILE=) or ask for fewer connections"
         )
     if soft != hard:
@@ -568,7 +568,7 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
         ok = held >= 5000 and sync["healthy"]
         print(
             f"{'PASS' if ok else 'FAIL'}  wsstack-sync holds at least 5,000 connections: "
-            f"{held:,} echoed and got the broadcast"
+            f"{held:,} of {sync['connections']:,} echoed and got the broadcast"
         )
     for impl, result in results.items():
         whole = min(result["opened"], result["echo ok"], result["broadcast ok"]) == result["connections"]
@@ -588,7 +588,7 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
     print("\nratios: wsstack / its anchor for rates, anchor / wsstack for times and memory (above 1 is better")
     print("for wsstack); times to all connections are compared per connection")
     ours = [i for i in impls if i in ANCHOR and ANCHOR[i] in results]
-    print("| | " + " | ".join(impls) + " | " + " | ".join(f"{i} / {ANCHOR[i]}" for i in ours) + " |")
+    print("| | " + " | ".join([*impls, *(f"{i} / {ANCHOR[i]}" for i in ours)]) + " |")
     print("| --- |" + " ---: |" * (len(impls) + len(ours)))
     for label, key, fmt, higher_better in rows:
         values = {i: results[i][key] * (1000 if key == "echo s" else 1) for i in impls}
@@ -613,6 +613,9 @@ def main() -> None:
     parser.add_argument("--broadcasts", type=int, default=3, help="broadcasts, one after another (medians kept)")
     parser.add_argument("--servers", default=",".join(SERVERS), help="a comma-separated subset")
     args = parser.parse_args()
+    unknown = set(args.servers.split(",")) - set(SERVERS)
+    if unknown:
+        parser.error(f"unknown servers {sorted(unknown)}; choose from {', '.join(SERVERS)}")
     raise_nofile(max(args.connections, args.sync_connections) + 64)
 
     import trustme
