@@ -21,7 +21,9 @@ timed from the coordinator's command to the last client process done:
 1. open: every connection does its TCP (and TLS) and WebSocket handshakes,
    at most ``--in-flight`` at a time per client process so that the listen
    backlog never overflows (a dropped SYN would measure the kernel's 1 s
-   retry, not the server): handshakes per second;
+   retry, not the server): handshakes per second, and the server's CPU
+   time per handshake (user plus system, all its threads), which a busy
+   machine disturbs less than the rate;
 2. echo: every connection sends one 16-byte message, all at once, and each
    echo is checked;
 3. idle for ``--idle`` seconds, then the server's VmRSS growth over the
@@ -33,7 +35,8 @@ timed from the coordinator's command to the last client process done:
    CLOCK_MONOTONIC, shared by the processes), and the time the server spent
    in the call; ``--broadcasts`` times (3), medians kept, since one
    broadcast on a shared machine varied 2x between runs;
-5. close: every client sends a close frame and waits for the server's; then
+5. close: every client sends a close frame and waits for the server's
+   (closes per second, server CPU time per close); then
    the server must report no connection but the control one within 10 s
    and echo on a new connection.
 
@@ -63,7 +66,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from echo_e2e import echo_size, free_port, masked_frame, read_exactly, rss_kib
+from echo_e2e import cpu_seconds, echo_size, free_port, masked_frame, read_exactly, rss_kib
 from echo_tls import open_wss
 
 SERVERS = ("wsstack", "wsstack-tls", "wsstack-sync", "websockets", "websockets-tls")
@@ -496,10 +499,16 @@ def measure(
         assert control_call(control, "count") == "1"
         before = rss_kib(server.pid)
 
+        cpu = cpu_seconds(server.pid)
         seconds, ok, failed, errors = step(clients.send_all_then_read("open"))
         result["handshakes/s"] = ok / seconds
         result["opened"] = ok
-        print(f"{impl}: opened {ok:,} of {count:,} in {seconds:.2f} s, {ok / seconds:,.0f} handshakes/s", flush=True)
+        result["CPU us/handshake"] = (cpu_seconds(server.pid) - cpu) / max(1, ok) * 1e6
+        print(
+            f"{impl}: opened {ok:,} of {count:,} in {seconds:.2f} s, {ok / seconds:,.0f} handshakes/s, "
+            f"{result['CPU us/handshake']:.0f} us of server CPU each",
+            flush=True,
+        )
         if failed:
             print(f"  {failed:,} failed to open, e.g. {errors}", flush=True)
 
@@ -532,14 +541,17 @@ def measure(
             flush=True,
         )
 
+        cpu = cpu_seconds(server.pid)
         seconds, ok, failed, _ = step(clients.send_all_then_read("close"))
         result["closes/s"] = ok / seconds
+        result["CPU us/close"] = (cpu_seconds(server.pid) - cpu) / max(1, ok) * 1e6
         deadline = time.monotonic() + 10
         while (left := int(control_call(control, "count"))) > 1 and time.monotonic() < deadline:
             time.sleep(0.1)
         result["healthy"] = left == 1 and echo_once(port, ctx) and server.poll() is None
         print(
-            f"  closed {ok:,} in {seconds:.2f} s ({failed:,} without the server's close frame); "
+            f"  closed {ok:,} in {seconds:.2f} s, {result['CPU us/close']:.0f} us of server CPU each "
+            f"({failed:,} without the server's close frame); "
             f"{left - 1} left open on the server; healthy: {'yes' if result['healthy'] else 'NO'}",
             flush=True,
         )
@@ -578,11 +590,13 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
     rows = [
         ("connections", "connections", "{:,.0f}", False),
         ("handshakes/s", "handshakes/s", "{:,.0f}", True),
+        ("server CPU per handshake, us", "CPU us/handshake", "{:,.0f}", False),
         ("echo to all, ms", "echo s", "{:,.0f}", False),
         ("KiB per idle connection", "KiB/conn", "{:.1f}", False),
         ("broadcast until all had it, ms", "broadcast ms", "{:.1f}", False),
         ("broadcast() call, ms", "broadcast call ms", "{:.1f}", False),
         ("closes/s", "closes/s", "{:,.0f}", True),
+        ("server CPU per close, us", "CPU us/close", "{:,.0f}", False),
     ]
     impls = [i for i in SERVERS if i in results]
     print("\nratios: wsstack / its anchor for rates, anchor / wsstack for times and memory (above 1 is better")
