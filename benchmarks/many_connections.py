@@ -95,8 +95,10 @@ def raise_nofile(needed: int) -> None:
             f"RLIMIT_NOFILE hard limit is {hard:,}, below the {needed:,} descriptors this run needs: "
             "raise it (ulimit -Hn, LimitNOFILE=) or ask for fewer connections"
         )
-    if soft != hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    # An unlimited hard limit still stops at the kernel's nr_open: ask for what is needed then.
+    target = max(needed, soft) if hard == resource.RLIM_INFINITY else hard
+    if soft != target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 # ------------------------------------------------------------------ servers (run as --serve IMPL PORT DIR)
