@@ -83,6 +83,7 @@ class TLSTransport(asyncio.Transport, asyncio.Protocol):
         "_eof_fed",
         "_cipher",
         "_cipher_pos",
+        "_completed",
         "_backlog",
         "_backlog_size",
         "_error",
@@ -127,6 +128,8 @@ class TLSTransport(asyncio.Transport, asyncio.Protocol):
         #: Ciphertext not given to OpenSSL yet, from ``_cipher_pos`` on (see ``_next_record``).
         self._cipher = b""
         self._cipher_pos = 0
+        #: A record that came in two reads, put together; it goes to OpenSSL before ``_cipher``.
+        self._completed = b""
         #: Plaintext OpenSSL would not take yet (a TLS 1.2 renegotiation waits for the peer's
         #: answer): written, in order, after the next read.
         self._backlog: list[bytes] = []
@@ -144,11 +147,21 @@ class TLSTransport(asyncio.Transport, asyncio.Protocol):
         self._handshake()
 
     def data_received(self, data: bytes) -> None:
-        if self._cipher_pos < len(self._cipher):
-            self._cipher = self._cipher[self._cipher_pos :] + data
+        cipher, pos = self._cipher, self._cipher_pos
+        size = len(cipher)
+        if pos == size:
+            self._cipher, self._cipher_pos = data, 0
+        elif not self._completed and size - pos >= 5 and cipher[pos] in _CONTENT_TYPES:
+            # Most reads end inside a record: put together only that record (16 KiB at
+            # most), not the whole read behind it, which stays where it is.
+            missing = pos + 5 + (cipher[pos + 3] << 8 | cipher[pos + 4]) - size
+            if 0 < missing <= len(data):  # <= 0: whole records wait here behind a paused reader
+                self._completed = cipher[pos:] + data[:missing]
+                self._cipher, self._cipher_pos = data, missing
+            else:
+                self._cipher, self._cipher_pos = cipher[pos:] + data, 0
         else:
-            self._cipher = data
-        self._cipher_pos = 0
+            self._cipher, self._cipher_pos = cipher[pos:] + data, 0
         self._process()
 
     def eof_received(self) -> bool:
@@ -172,6 +185,10 @@ class TLSTransport(asyncio.Transport, asyncio.Protocol):
         a time (16 KiB and a little), it never grows beyond that; the part
         of a record still coming waits here, in a ``bytes`` of its own size.
         """
+        if self._completed:
+            self._incoming.write(self._completed)
+            self._completed = b""
+            return True
         cipher, pos = self._cipher, self._cipher_pos
         size = len(cipher)
         if size - pos >= 5:
