@@ -156,10 +156,11 @@ def server_cpu_per_round_trip(pid: int, port: int, size: int, seconds: float) ->
     return rate, (cpu_seconds(pid) - before) / (rate * seconds) * 1e6
 
 
-def pipelined(port: int, size: int, seconds: float) -> float:
+def pipelined(port: int, size: int, seconds: float, batch_size: int = 1000) -> float:
+    """Messages per second, sending ``batch_size`` messages and then reading their echoes, batch after batch."""
     sock = open_ws(port)
-    batch = masked_frame(b"\x62" * size) * 1000
-    expect = echo_size(size) * 1000
+    batch = masked_frame(b"\x62" * size) * batch_size
+    expect = echo_size(size) * batch_size
     buf = bytearray(expect)
     count = 0
     deadline = time.perf_counter() + seconds
@@ -167,7 +168,7 @@ def pipelined(port: int, size: int, seconds: float) -> float:
     while time.perf_counter() < deadline:
         sock.sendall(batch)
         read_exactly(sock, expect, buf)
-        count += 1000
+        count += batch_size
     elapsed = time.perf_counter() - start_at
     sock.close()
     return count / elapsed
