@@ -462,7 +462,7 @@ def main() -> None:
             f"{name:<16}{SETUPS[name][1]:>6}{r['delivered_per_s']:>14,.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
             f"{r['published']:>11}{r['missed']:>9}"
         )
-    print(f"\ncores kept busy while publishing ({os.cpu_count()} CPUs; the rest: the kernel's loopback work)\n")
+    print(f"\ncores kept busy while publishing ({os.cpu_count()} CPUs; rest: other processes, interrupts)\n")
     print(f"{'setup':<16}{'servers':>14}{'redis':>7}{'load':>7}{'rest':>7}{'machine':>9}")
     for name, r in results.items():
         servers = " + ".join(f"{c:.2f}" for c in r["servers_cpu"])
