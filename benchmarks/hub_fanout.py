@@ -239,7 +239,8 @@ class RawSubscriber:
             count = tally.counts[number] = tally.counts.get(number, 0) + 1
             if count == tally.subscribers:
                 tally.finish(number)
-        tally.last_delivery = now
+        if start:
+            tally.last_delivery = now
         rest = size - start
         if start and rest:
             buffer[:rest] = buffer[start:size]
