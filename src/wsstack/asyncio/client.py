@@ -38,13 +38,16 @@ from ..handshake import parse_ws_url
 from ..options import Options
 from . import tls
 from .connection import WebSocket
+from .scratch import scratch
 
 __all__ = ["connect"]
 
 T = TypeVar("T")
 
 
-class _ClientProtocol(asyncio.Protocol):
+class _ClientProtocol(asyncio.BufferedProtocol):
+    """The client's connection: the opening handshake, then the WebSocket; reads as the server's do."""
+
     def __init__(self, core: ClientConnection, loop: asyncio.AbstractEventLoop) -> None:
         self.core = core
         self.loop = loop
@@ -57,7 +60,13 @@ class _ClientProtocol(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         self.transport.write(self.core.data_to_send())
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return scratch()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(scratch()[:nbytes])
+
+    def data_received(self, data: bytes | memoryview) -> None:
         ws = self.ws
         if ws is not None:
             ws.data_received(data)

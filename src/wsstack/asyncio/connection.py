@@ -341,7 +341,7 @@ class WebSocket(CoreView):
         """
         self._act(self._session.process_events(taken))
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: bytes | memoryview) -> None:
         actions = self._session.receive_data(data)
         if actions == _WAKE:
             # The usual read, without _act's other checks: messages and nothing else.

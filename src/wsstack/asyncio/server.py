@@ -23,6 +23,7 @@ from ..session import ACCEPT_RETRY, AcceptFailures, HTTPSession
 from ..workers import supervise
 from . import tls
 from .connection import WebSocket
+from .scratch import scratch
 
 __all__ = ["Server", "Context"]
 
@@ -64,8 +65,13 @@ class Context(RequestContext):
         return self.websocket
 
 
-class _HTTPProtocol(asyncio.Protocol):
-    """One TCP connection: HTTP requests one at a time (``HTTPSession``), then possibly a WebSocket."""
+class _HTTPProtocol(asyncio.BufferedProtocol):
+    """One TCP connection: HTTP requests one at a time (``HTTPSession``), then possibly a WebSocket.
+
+    The transport reads into the thread's scratch buffer (``scratch``: no
+    256 KiB allocation per read); TLS hands over its plaintext through
+    ``data_received``.
+    """
 
     __slots__ = ("server", "loop", "http", "core", "transport", "ws", "task", "timer")
 
@@ -87,7 +93,13 @@ class _HTTPProtocol(asyncio.Protocol):
         self.server._protocols.add(self)
         self._arm_timer()
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return scratch()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(scratch()[:nbytes])
+
+    def data_received(self, data: bytes | memoryview) -> None:
         ws = self.ws
         if ws is not None:
             ws.data_received(data)

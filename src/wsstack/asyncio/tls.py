@@ -26,23 +26,19 @@ import asyncio
 import logging
 import socket
 import ssl
-import threading
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from .scratch import SIZE, scratch
 
 __all__ = ["TLSTransport", "accept", "connect", "own_tls"]
 
 logger = logging.getLogger("wsstack")
 
-#: What asyncio's socket transport reads at most per ``recv``: the plaintext of one read
-#: reaches the inner protocol in one call. Shared by a thread's connections, so it costs once.
-SCRATCH_SIZE = 256 * 1024
 #: The most plaintext a TLS record holds; writes go to OpenSSL in pieces of this size.
 RECORD_SIZE = 16384
 #: The first byte of a TLS record: change_cipher_spec, alert, handshake, application_data.
 _CONTENT_TYPES = frozenset((20, 21, 22, 23))
-
-_scratch = threading.local()
 
 #: Set by benchmarks/echo_tls.py only, to measure asyncio's TLS beside this one in one process.
 _force_sslproto = False
@@ -51,13 +47,6 @@ _force_sslproto = False
 def own_tls(loop: asyncio.AbstractEventLoop) -> bool:
     """Whether connections on ``loop`` use this module: asyncio's loops yes, uvloop no (see above)."""
     return isinstance(loop, asyncio.BaseEventLoop) and not _force_sslproto
-
-
-def _scratch_view() -> memoryview:
-    view: memoryview | None = getattr(_scratch, "view", None)
-    if view is None:
-        view = _scratch.view = memoryview(bytearray(SCRATCH_SIZE))
-    return view
 
 
 class TLSTransport(asyncio.Transport, asyncio.Protocol):
@@ -263,7 +252,7 @@ class TLSTransport(asyncio.Transport, asyncio.Protocol):
 
     def _read(self) -> None:
         """Decrypt record after record into the scratch buffer; the inner protocol gets it in as few calls as fit."""
-        view = _scratch_view()
+        view = scratch()
         sslobj, incoming = self._sslobj, self._incoming
         filled = 0
         end = False
@@ -275,7 +264,7 @@ class TLSTransport(asyncio.Transport, asyncio.Protocol):
                 break
             try:
                 # With a buffer, read() returns a count (typeshed says bytes).
-                n: int = sslobj.read(SCRATCH_SIZE - filled, view[filled:])  # type: ignore[assignment]
+                n: int = sslobj.read(SIZE - filled, view[filled:])  # type: ignore[assignment]
             except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
                 continue  # a record with no application data (a session ticket, a key update)
             except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
@@ -288,7 +277,7 @@ class TLSTransport(asyncio.Transport, asyncio.Protocol):
                 end = True  # the peer's close_notify: CPython reads it as 0 bytes, not SSLZeroReturnError
                 break
             filled += n
-            if filled == SCRATCH_SIZE:
+            if filled == SIZE:
                 self._inner.data_received(bytes(view))
                 filled = 0
         self._flush()  # what OpenSSL answers by itself (key updates)
