@@ -23,8 +23,8 @@ must get both back in the server's close frame.
 Sizes are log-uniform from 0 B to ``--max-size`` (256 KiB): ``2**u - 1``
 bytes with ``u`` uniform, so each power of two is as likely as the next
 (1 in 18 messages is 0 B, a third are under 64 B, a ninth over 64 KiB) and
-the mean is 21 KiB. Uniform sizes would make nearly every message a large
-one and cost 128 GiB a round at 1,000 x 1,000; log-uniform keeps the small
+the mean is 20.5 KiB. Uniform sizes would make nearly every message a large
+one and cost 131 GB a round at 1,000 x 1,000; log-uniform keeps the small
 messages, where per-message costs live, as common as the large ones, where
 copying and compression do. Binary payloads are cut from a pool half random
 (incompressible) and half drawn from 16 byte values (compressible); text
