@@ -83,7 +83,23 @@ class RequestContext:
 
     def __init__(self, request: Request) -> None:
         self.request = request
-        self.response = HTTPResponse()
+        self._response: HTTPResponse | None = None
+
+    @property
+    def response(self) -> HTTPResponse:
+        """The answer to a request the handler does not upgrade, to fill in.
+
+        Made when first used: a server keeps an upgraded request's context for
+        the connection's life, and an empty answer with its headers is 220
+        bytes that no WebSocket connection needs.
+        """
+        if self._response is None:
+            self._response = HTTPResponse()
+        return self._response
+
+    @response.setter
+    def response(self, response: HTTPResponse) -> None:
+        self._response = response
 
     @property
     def method(self) -> str:

@@ -807,6 +807,47 @@ def test_graceful_shutdown_closes_clients_with_1001() -> None:
     run(main())
 
 
+def test_a_handlers_task_leaves_the_server_when_it_ends_or_is_cancelled_by_close() -> None:
+    """The task removes itself (no done callback kept per connection); close() forgets those it cancels."""
+
+    async def main() -> None:
+        server = echo_server()
+        stuck = asyncio.Event()
+
+        @server.get("/stuck")
+        async def never_returns(ctx: Any) -> None:
+            stuck.set()
+            await asyncio.Event().wait()
+
+        async def no_tasks() -> bool:
+            return not server._tasks
+
+        url = await started(server)
+        async with connect(url) as ws:
+            await ws.send("x")
+            assert await ws.recv() == "x"
+            (task,) = server._tasks
+            assert task.get_coro().__qualname__ == "_HTTPProtocol._handle"
+        await wait_until_async(no_tasks)
+        assert task.done() and not task.cancelled()
+        # A plain HTTP answer leaves no task behind either.
+        assert (await raw_http(server.port, b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).startswith(
+            b"HTTP/1.1 400"
+        )
+        await wait_until_async(no_tasks)
+        _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /stuck HTTP/1.1\r\nHost: x\r\n\r\n")
+        await stuck.wait()
+        (task,) = server._tasks
+        await server.close(timeout=0.1)
+        assert not server._tasks  # forgotten at once, though it ends only when it runs next
+        await asyncio.wait([task], timeout=5)
+        assert task.cancelled() and not server._tasks
+        writer.close()
+
+    run(main())
+
+
 def test_broadcast_encodes_once_and_reaches_everyone() -> None:
     async def main() -> None:
         server = Server()

@@ -65,6 +65,31 @@ def test_headers_are_case_insensitive_ordered_and_multi_valued() -> None:
         headers["missing"]
 
 
+def test_a_name_given_three_times_keeps_every_value_in_order() -> None:
+    headers = Headers([("X-Hop", "1"), ("Other", "o"), ("x-hop", "2"), ("X-HOP", "3, 4")])
+    assert headers.get_all("x-hop") == ["1", "2", "3, 4"]
+    assert headers.get_tokens("X-Hop") == ["1", "2", "3", "4"]
+    assert headers.get("X-Hop") == headers["x-hop"] == "1"
+    assert headers.get_all("other") == ["o"] and headers.get_tokens("Other") == ["o"]
+    assert headers == Headers([("x-hop", "1"), ("x-hop", "2"), ("x-hop", "3, 4"), ("other", "o")])
+    assert headers != Headers([("x-hop", "1"), ("x-hop", "2"), ("other", "o")])
+
+
+def test_requests_share_their_header_names_method_and_version() -> None:
+    """A server keeps every connection's request: the strings that repeat are one object each, not one per request."""
+    first = RequestParser().feed(RFC6455_REQUEST)
+    second = RequestParser().feed(RFC6455_REQUEST)
+    assert first is not None and second is not None
+    for (name_1, value_1), (name_2, value_2) in zip(first.headers.items(), second.headers.items()):
+        assert name_1 is name_2
+        assert value_1 == value_2
+    assert first.method is second.method and first.version is second.version
+    # The index's lower-case names too: every request's "host" is the one interned string.
+    (key_1,) = (key for key in first.headers._index if key == "host")
+    (key_2,) = (key for key in second.headers._index if key == "host")
+    assert key_1 is key_2
+
+
 def test_headers_raw_is_a_copy() -> None:
     headers = Headers([("A", "1")])
     headers.raw.append(("B", "2"))

@@ -85,6 +85,17 @@ def test_default_response_is_empty_200() -> None:
     assert (response.status, response.body) == (200, b"")
 
 
+def test_the_response_is_made_when_first_used_and_can_be_replaced() -> None:
+    """An upgraded request's context lives as long as its connection: it holds no response it never uses."""
+    ctx = RequestContext(Request("GET", "/", Headers()))
+    assert ctx._response is None
+    made = ctx.response
+    assert ctx.response is made and ctx.resp() is made
+    assert (made.status, made.body) == (200, b"")
+    ctx.response = HTTPResponse(204)
+    assert ctx.response.to_response().status == 204
+
+
 def test_origin_check() -> None:
     with_origin = Request("GET", "/", Headers([("Origin", "https://a.example")]))
     without = Request("GET", "/", Headers())

@@ -187,6 +187,18 @@ def test_a_pong_nobody_asked_for_acknowledges_nothing() -> None:
     assert not session.receive_data(masked(0x8A, b"other")) & Action.ACKNOWLEDGED
 
 
+def test_a_pong_before_any_ping_acknowledges_nothing_in_either_mode() -> None:
+    """No ping table exists until the first ping: an idle connection without a heartbeat never makes one."""
+    session = session_for()
+    assert session._pings is None
+    assert session.receive_data(masked(0x8A, b"early")) == 0
+    session.enter_frame_mode()
+    assert session.receive_data(masked(0x8A, b"early")) == Action.WAKE
+    assert session.queue.popleft().opcode == Opcode.PONG
+    assert session.connection_lost()[1] == []
+    assert session._pings is None
+
+
 def test_ping_payloads_are_random_by_default_and_unique_while_pending() -> None:
     session = session_for()
     payload = session.ping(b"", object(), now=0.0)

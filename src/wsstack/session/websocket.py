@@ -151,7 +151,9 @@ class WebSocketSession:
         self.receiving: object | None = None
         #: The TCP connection is gone.
         self.lost = False
-        self._pings: dict[bytes, tuple[object, float]] = {}
+        #: Pings waiting for their pong, oldest first; made on the first ping
+        #: (64 bytes that an idle connection without a heartbeat never needs).
+        self._pings: dict[bytes, tuple[object, float]] | None = None
         #: Answered pings not yet taken; made on the first pong (most connections never see one).
         self._acknowledged: list[tuple[object, float]] | None = None
         #: When the heartbeat's unanswered ping went out, or None.
@@ -194,10 +196,10 @@ class WebSocketSession:
                 queue.append(event.data)
             elif kind is Frame:
                 queue.append(event)
-                if event.opcode == Opcode.PONG and event.payload in self._pings:
+                if event.opcode == Opcode.PONG and self._pings and event.payload in self._pings:
                     actions |= self._acknowledge(event.payload)
             elif kind is Pong:
-                if event.data in self._pings:
+                if self._pings and event.data in self._pings:
                     actions |= self._acknowledge(event.data)
             elif kind is ProtocolFailure:
                 logger.info("failing connection: %s (%d)", event.error, event.code)
@@ -356,14 +358,18 @@ class WebSocketSession:
         payload = payload_of(data, "ping()")
         if not payload:
             payload = os.urandom(4)
-        if payload in self._pings:
+        pings = self._pings
+        if pings is None:
+            pings = self._pings = {}
+        elif payload in pings:
             raise ValueError("a ping with this payload is already waiting for its pong")
         self.core.ping(payload)
-        self._pings[payload] = (waiter, now)
+        pings[payload] = (waiter, now)
         return payload
 
     def _acknowledge(self, payload: bytes) -> int:
         pings = self._pings
+        assert pings is not None  # a pong is only matched against pings sent
         acknowledged = self._acknowledged
         if acknowledged is None:
             acknowledged = self._acknowledged = []
@@ -475,8 +481,8 @@ class WebSocketSession:
             core.receive_data(b"")
             self._dispatch(core.events())
         self.lost = True
-        waiters = [waiter for waiter, _ in self._pings.values() if waiter is not _HEARTBEAT]
-        self._pings.clear()
+        waiters = [waiter for waiter, _ in (self._pings or {}).values() if waiter is not _HEARTBEAT]
+        self._pings = None
         return self.closed_error(), waiters
 
     def closed_error(self) -> ConnectionClosed:
