@@ -95,6 +95,46 @@ def _scan_error(code: int) -> ProtocolError:
     return ProtocolError(f"invalid frame ({code})")
 
 
+def _held_frame_missing(buf: bytearray) -> int:
+    """How many bytes the frame at the head of ``buf`` lacks, or, while its header is incomplete, the header does."""
+    size = len(buf)
+    if size < 2:
+        return 2 - size
+    second = buf[1]
+    length = second & 0x7F
+    header = 6 if second & 0x80 else 2
+    if length == 126:
+        header += 2
+        if size < header:
+            return header - size
+        length = int.from_bytes(buf[2:4], "big")
+    elif length == 127:
+        header += 8
+        if size < header:
+            return header - size
+        length = int.from_bytes(buf[2:10], "big")
+    return header + length - size
+
+
+def _complete_held_frame(buf: bytearray, data: bytes | bytearray | memoryview) -> int:
+    """Move into ``buf`` the first bytes of ``data`` that its incomplete frame lacks; return how many.
+
+    A 64 KiB message split across two reads of 256 KiB used to copy the whole
+    second read behind the partial frame, then move its remainder to the front.
+    """
+    taken = 0
+    size = len(data)
+    with memoryview(data) as view:
+        while taken < size:
+            missing = _held_frame_missing(buf)
+            if not missing:
+                break
+            part = view[taken : taken + missing]
+            buf += part
+            taken += len(part)
+    return taken
+
+
 class Reader:
     """Turns the bytes of an open connection into events; the frame-reading part of ``Connection``."""
 
@@ -183,33 +223,50 @@ class Reader:
         if type(data) is memoryview and (data.itemsize != 1 or not data.c_contiguous):
             data = data.tobytes()  # offsets below count bytes
         buf = self._buf
+        pos = 0
         if buf:
-            buf += data
-            data = buf
-        # Otherwise the read is scanned where it is, and only an incomplete
-        # frame at its end is copied into the buffer.
-        frames, consumed, error = scan_frames(data, 0, not self.is_client, self._allowed_rsv, self._max_frame_size)
-        if frames:
-            try:
-                self._handle_frames(frames)
-            except ProtocolError as exc:
-                self._fail(exc)
+            # Only the held frame's missing bytes join it; the rest of the
+            # read is scanned where it lies, like a read that needs no buffer.
+            # (The buffer only ever holds one incomplete frame: the scan
+            # stops at the first, and the tail after it is that frame.)
+            pos = _complete_held_frame(buf, data)
+            consumed = self._scan(buf, 0)
+            if consumed is None:
                 return
-        if self.state is _CLOSED:
-            buf.clear()
-            return
-        if error:
-            self._fail(_scan_error(error))
-            return
-        if data is buf:
-            del buf[:consumed]
-        elif consumed < len(data):
-            buf += data[consumed:] if consumed else data
+            if consumed:
+                buf.clear()  # the held frame was whole, and the scan took it
+        if pos < len(data):
+            consumed = self._scan(data, pos)
+            if consumed is None:
+                return
+            if consumed < len(data):
+                if consumed:
+                    with memoryview(data) as view:
+                        buf += view[consumed:]
+                else:
+                    buf += data
         if len(buf) > 1 and self._msg_rsv == 0:
             try:
                 self._validate_partial_text(buf)
             except ProtocolError as exc:
                 self._fail(exc)
+
+    def _scan(self, data: bytes | bytearray | memoryview, pos: int) -> int | None:
+        """Handle the complete frames of ``data[pos:]``; their end, or None once the connection stops reading."""
+        frames, consumed, error = scan_frames(data, pos, not self.is_client, self._allowed_rsv, self._max_frame_size)
+        if frames:
+            try:
+                self._handle_frames(frames)
+            except ProtocolError as exc:
+                self._fail(exc)
+                return None
+        if self.state is _CLOSED:
+            self._buf.clear()
+            return None
+        if error:
+            self._fail(_scan_error(error))
+            return None
+        return consumed
 
     def _validate_partial_text(self, buf: bytearray) -> None:
         """Validate what has arrived of an incomplete text frame, so invalid UTF-8 fails at once.

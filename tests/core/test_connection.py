@@ -105,6 +105,34 @@ def test_round_trip_client_to_server_any_chunking(
     assert received == expected
 
 
+BUFFER_TYPES = st.sampled_from([bytes, bytearray, memoryview])
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.binary(max_size=70_000), min_size=2, max_size=5),
+    st.data(),
+    BUFFER_TYPES,
+)
+def test_a_read_that_completes_a_held_frame_carries_whole_frames_and_a_new_tail(
+    payloads: list[bytes], data: st.DataObject, buffer_type: type
+) -> None:
+    # The second read finishes the frame the first one left incomplete (its
+    # header too, for a cut inside it), brings whole frames and starts one
+    # more; only that last frame's head may stay held.
+    frames = [masked(0x82, payload) for payload in payloads]
+    first_cut = data.draw(st.integers(1, len(frames[0]) - 1))
+    last_cut = data.draw(st.integers(1, len(frames[-1]) - 1))
+    wire = b"".join(frames)
+    end_of_second = len(wire) - len(frames[-1]) + last_cut
+    server = open_server()
+    received = feed(server, buffer_type(wire[:first_cut]))
+    assert received == []
+    received += feed(server, buffer_type(wire[first_cut:end_of_second]))
+    assert received == [BinaryMessage(payload) for payload in payloads[:-1]]
+    assert feed(server, buffer_type(wire[end_of_second:])) == [BinaryMessage(payloads[-1])]
+
+
 @settings(max_examples=100)
 @given(messages, st.one_of(st.none(), st.integers(1, 64)), st.data())
 def test_round_trip_server_to_client_byte_by_byte_or_chunks(
