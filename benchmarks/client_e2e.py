@@ -54,7 +54,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,50 @@ MAX_SIZE = 16 << 20
 Operation = Callable[[int], Awaitable[None]]
 
 
+def timed(seconds: float, unit: int, result: dict[str, float]) -> Iterator[None]:
+    """Yield once per operation of ``unit`` messages: a tenth of ``seconds`` to warm up, then ``seconds`` timed.
+
+    When exhausted, ``result`` holds the rate and CPU time per message of the
+    timed part and every message sent (for the server's CPU time per message).
+    """
+    total = 0
+    warm_until = time.perf_counter() + seconds / 10
+    while time.perf_counter() < warm_until:
+        yield
+        total += unit
+    count = 0
+    cpu_before = time.process_time()
+    started = time.perf_counter()
+    deadline = started + seconds
+    while True:
+        yield
+        count += unit
+        if time.perf_counter() >= deadline:
+            break
+    elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu_before
+    result.update(rate=count / elapsed, cpu_us=cpu / count * 1e6, messages=total + count)
+
+
+def echo_operations(
+    send: Callable[[bytes], Awaitable[Any]], recv: Callable[[], Awaitable[Any]], payload: bytes
+) -> tuple[Operation, Operation]:
+    """Round trips and batches for a client whose messages are sent and received by awaiting calls."""
+
+    async def trips(count: int) -> None:
+        for _ in range(count):
+            await send(payload)
+            await recv()
+
+    async def batch(count: int) -> None:
+        for _ in range(count):
+            await send(payload)
+        for _ in range(count):
+            await recv()
+
+    return trips, batch
+
+
 # ------------------------------------------------------------------ asyncio clients (each returns its operations)
 
 
@@ -86,19 +130,7 @@ async def open_wsstack(url: str, payload: bytes, handler: bool) -> tuple[Operati
 
     ws = await connect(url, options=Options(max_message_size=MAX_SIZE, ping_interval=None), proxy=None)
     if not handler:
-
-        async def trips(count: int) -> None:
-            for _ in range(count):
-                await ws.send(payload)
-                await ws.recv()
-
-        async def batch(count: int) -> None:
-            for _ in range(count):
-                await ws.send(payload)
-            for _ in range(count):
-                await ws.recv()
-
-        return trips, batch, ws.close
+        return (*echo_operations(ws.send, ws.recv, payload), ws.close)
 
     loop = asyncio.get_running_loop()
     state: dict[str, Any] = {}
@@ -160,19 +192,7 @@ async def open_websockets(url: str, payload: bytes) -> tuple[Operation, Operatio
     from websockets.asyncio.client import connect
 
     ws = await connect(url, compression=None, max_size=MAX_SIZE, ping_interval=None, proxy=None)
-
-    async def trips(count: int) -> None:
-        for _ in range(count):
-            await ws.send(payload)
-            await ws.recv()
-
-    async def batch(count: int) -> None:
-        for _ in range(count):
-            await ws.send(payload)
-        for _ in range(count):
-            await ws.recv()
-
-    return trips, batch, ws.close
+    return (*echo_operations(ws.send, ws.recv, payload), ws.close)
 
 
 async def open_aiohttp(url: str, payload: bytes) -> tuple[Operation, Operation, Callable[[], Any]]:
@@ -181,22 +201,11 @@ async def open_aiohttp(url: str, payload: bytes) -> tuple[Operation, Operation, 
     session = aiohttp.ClientSession()
     ws = await session.ws_connect(url, compress=0, max_msg_size=MAX_SIZE, autoping=True, heartbeat=None)
 
-    async def trips(count: int) -> None:
-        for _ in range(count):
-            await ws.send_bytes(payload)
-            await ws.receive_bytes()
-
-    async def batch(count: int) -> None:
-        for _ in range(count):
-            await ws.send_bytes(payload)
-        for _ in range(count):
-            await ws.receive_bytes()
-
     async def close() -> None:
         await ws.close()
         await session.close()
 
-    return trips, batch, close
+    return (*echo_operations(ws.send_bytes, ws.receive_bytes, payload), close)
 
 
 async def measure_async(client: str, port: int, kind: str, size: int, seconds: float) -> dict[str, float]:
@@ -213,24 +222,11 @@ async def measure_async(client: str, port: int, kind: str, size: int, seconds: f
     trips, batch, close = await opened()
     unit = BURST if kind == "round trips" else BATCH[size]
     operation = trips if kind == "round trips" else batch
-    total = 0
-    warm_until = time.perf_counter() + seconds / 10
-    while time.perf_counter() < warm_until:
+    result: dict[str, float] = {}
+    for _ in timed(seconds, unit, result):
         await operation(unit)
-        total += unit
-    count = 0
-    cpu_before = time.process_time()
-    started = time.perf_counter()
-    deadline = started + seconds
-    while True:
-        await operation(unit)
-        count += unit
-        if time.perf_counter() >= deadline:
-            break
-    elapsed = time.perf_counter() - started
-    cpu = time.process_time() - cpu_before
     await close()
-    return {"rate": count / elapsed, "cpu_us": cpu / count * 1e6, "messages": total + count}
+    return result
 
 
 # ------------------------------------------------------------------ threaded clients
@@ -272,23 +268,10 @@ def measure_sync(client: str, port: int, kind: str, size: int, seconds: float) -
 
         unit = BURST if kind == "round trips" else BATCH[size]
         operation = trips if kind == "round trips" else batch
-        total = 0
-        warm_until = time.perf_counter() + seconds / 10
-        while time.perf_counter() < warm_until:
+        result: dict[str, float] = {}
+        for _ in timed(seconds, unit, result):
             operation(unit)
-            total += unit
-        count = 0
-        cpu_before = time.process_time()
-        started = time.perf_counter()
-        deadline = started + seconds
-        while True:
-            operation(unit)
-            count += unit
-            if time.perf_counter() >= deadline:
-                break
-        elapsed = time.perf_counter() - started
-        cpu = time.process_time() - cpu_before
-    return {"rate": count / elapsed, "cpu_us": cpu / count * 1e6, "messages": total + count}
+    return result
 
 
 def run_client(client: str, port: int, kind: str, size: int, seconds: float) -> dict[str, float]:

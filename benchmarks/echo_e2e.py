@@ -126,18 +126,23 @@ def read_exactly(sock: socket.socket, count: int, buf: bytearray) -> None:
 
 
 def round_trips(port: int, size: int, seconds: float) -> float:
-    sock = open_ws(port)
+    """Round trips per second, one message in flight."""
+    return round_trips_on(open_ws(port), size, seconds)
+
+
+def round_trips_on(sock: socket.socket, size: int, seconds: float, burst: int = 50) -> float:
+    """``round_trips`` on an open connection (plain or TLS), which it closes; the clock is read every ``burst``."""
     frame = masked_frame(b"\x61" * size)
     expect = echo_size(size)
     buf = bytearray(expect)
     count = 0
-    deadline = time.perf_counter() + seconds
     start_at = time.perf_counter()
+    deadline = start_at + seconds
     while True:
-        for _ in range(50):
+        for _ in range(burst):
             sock.sendall(frame)
             read_exactly(sock, expect, buf)
-        count += 50
+        count += burst
         if time.perf_counter() >= deadline:
             break
     elapsed = time.perf_counter() - start_at
@@ -160,13 +165,17 @@ def server_cpu_per_round_trip(pid: int, port: int, size: int, seconds: float) ->
 
 def pipelined(port: int, size: int, seconds: float, batch_size: int = 1000) -> float:
     """Messages per second, sending ``batch_size`` messages and then reading their echoes, batch after batch."""
-    sock = open_ws(port)
+    return pipelined_on(open_ws(port), size, seconds, batch_size)
+
+
+def pipelined_on(sock: socket.socket, size: int, seconds: float, batch_size: int) -> float:
+    """``pipelined`` on an open connection (plain or TLS), which it closes."""
     batch = masked_frame(b"\x62" * size) * batch_size
     expect = echo_size(size) * batch_size
     buf = bytearray(expect)
     count = 0
-    deadline = time.perf_counter() + seconds
     start_at = time.perf_counter()
+    deadline = start_at + seconds
     while time.perf_counter() < deadline:
         sock.sendall(batch)
         read_exactly(sock, expect, buf)

@@ -16,22 +16,25 @@ import asyncio
 import sys
 
 
+async def recv_send_echo(ctx):  # type: ignore[no-untyped-def]
+    """The echo route of every wsstack asyncio server the benchmarks start: the loop most applications write."""
+    ws = await ctx.upgrade_to_websocket()
+    while (message := await ws.recv()) is not None:
+        await ws.send(message)
+
+
+async def handler_echo(ctx):  # type: ignore[no-untyped-def]
+    ws = await ctx.upgrade_to_websocket()
+    ws.set_message_handler(ws.send_nowait)
+    await ws.wait_closed()
+
+
 async def run_wsstack(port: int, handler: bool = False) -> None:
     from wsstack.asyncio import Server
     from wsstack.options import Options
 
     server = Server(Options(max_message_size=16 << 20, max_queue=64, ping_interval=None))
-
-    @server.get("/")
-    async def echo(ctx):  # type: ignore[no-untyped-def]
-        ws = await ctx.upgrade_to_websocket()
-        if handler:
-            ws.set_message_handler(ws.send_nowait)
-            await ws.wait_closed()
-            return
-        while (message := await ws.recv()) is not None:
-            await ws.send(message)
-
+    server.get("/")(handler_echo if handler else recv_send_echo)
     await server.listen(port)
     print("ready", flush=True)
     await asyncio.Event().wait()

@@ -30,10 +30,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from echo_e2e import echo_size, free_port, masked_frame, read_exactly, rss_per_connection
+from echo_e2e import echo_size, free_port, masked_frame, pipelined_on, read_exactly, round_trips_on, rss_per_connection
+from echo_servers import recv_send_echo
 
 HERE = Path(__file__).resolve().parent
 MIB = 1 << 20
@@ -54,11 +54,7 @@ async def run_wsstack(port: int, context: ssl.SSLContext | None) -> None:
     server = Server(Options(max_message_size=16 << 20, max_queue=64, ping_interval=None))
     server.ssl = context
 
-    @server.get("/")
-    async def echo(ctx):  # type: ignore[no-untyped-def]
-        ws = await ctx.upgrade_to_websocket()
-        while (message := await ws.recv()) is not None:
-            await ws.send(message)
+    server.get("/")(recv_send_echo)
 
     await server.listen(port, "127.0.0.1")
     print("ready", flush=True)
@@ -129,40 +125,12 @@ def open_wss(port: int, context: ssl.SSLContext | None) -> socket.socket:
 
 
 def round_trips(port: int, context: ssl.SSLContext | None, size: int, seconds: float) -> float:
-    sock = open_wss(port, context)
-    frame = masked_frame(b"\x61" * size)
-    expect = echo_size(size)
-    buf = bytearray(expect)
-    count = 0
-    start_at = time.perf_counter()
-    deadline = start_at + seconds
-    while time.perf_counter() < deadline:
-        for _ in range(20):
-            sock.sendall(frame)
-            read_exactly(sock, expect, buf)
-        count += 20
-    elapsed = time.perf_counter() - start_at
-    sock.close()
-    return count / elapsed
+    return round_trips_on(open_wss(port, context), size, seconds, burst=20)
 
 
 def pipelined(port: int, context: ssl.SSLContext | None, size: int, seconds: float) -> float:
     """About 1 MiB of messages sent, then read: kernel buffers hold that much, so the client needs no thread."""
-    sock = open_wss(port, context)
-    batch_count = max(1, (1 << 20) // size)
-    batch = masked_frame(b"\x62" * size) * batch_count
-    expect = echo_size(size) * batch_count
-    buf = bytearray(expect)
-    count = 0
-    start_at = time.perf_counter()
-    deadline = start_at + seconds
-    while time.perf_counter() < deadline:
-        sock.sendall(batch)
-        read_exactly(sock, expect, buf)
-        count += batch_count
-    elapsed = time.perf_counter() - start_at
-    sock.close()
-    return count / elapsed
+    return pipelined_on(open_wss(port, context), size, seconds, max(1, (1 << 20) // size))
 
 
 def idle_memory(

@@ -67,6 +67,7 @@ from pathlib import Path
 from typing import Any
 
 from echo_e2e import cpu_seconds, echo_size, free_port, masked_frame, read_exactly, rss_kib
+from echo_servers import recv_send_echo
 from echo_tls import open_wss
 
 SERVERS = ("wsstack", "wsstack-tls", "wsstack-sync", "websockets", "websockets-tls")
@@ -127,11 +128,7 @@ async def serve_wsstack(port: int, context: ssl.SSLContext | None) -> None:
     server = Server(Options(ping_interval=None))
     server.ssl = context
 
-    @server.get("/")
-    async def echo(ctx):  # type: ignore[no-untyped-def]
-        ws = await ctx.upgrade_to_websocket()
-        while (message := await ws.recv()) is not None:
-            await ws.send(message)
+    server.get("/")(recv_send_echo)
 
     @server.get("/control")
     async def control(ctx):  # type: ignore[no-untyped-def]

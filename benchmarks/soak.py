@@ -97,6 +97,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
 from echo_e2e import cpu_seconds, free_port, masked_frame, rss_kib
+from echo_servers import recv_send_echo
 from many_connections import HANDSHAKE, SYNC_STACK, control_call, open_control, raise_nofile
 
 SERVERS = ("wsstack", "wsstack-sync")
@@ -210,11 +211,7 @@ async def serve_asyncio(port: int) -> None:
 
     server = Server(Options(enable_compression=True))
 
-    @server.get("/")
-    async def echo(ctx):  # type: ignore[no-untyped-def]
-        ws = await ctx.upgrade_to_websocket()
-        while (message := await ws.recv()) is not None:
-            await ws.send(message)
+    server.get("/")(recv_send_echo)
 
     @server.get("/control")
     async def control(ctx):  # type: ignore[no-untyped-def]
