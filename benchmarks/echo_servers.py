@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import Any
 
 
 async def recv_send_echo(ctx):  # type: ignore[no-untyped-def]
@@ -21,6 +22,13 @@ async def recv_send_echo(ctx):  # type: ignore[no-untyped-def]
     ws = await ctx.upgrade_to_websocket()
     while (message := await ws.recv()) is not None:
         await ws.send(message)
+
+
+def sync_recv_send_echo(ctx: Any) -> None:
+    """``recv_send_echo`` for the threaded servers."""
+    ws = ctx.upgrade_to_websocket()
+    while (message := ws.recv()) is not None:
+        ws.send(message)
 
 
 async def handler_echo(ctx):  # type: ignore[no-untyped-def]

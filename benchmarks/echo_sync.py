@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from echo_e2e import BASE, free_port, idle_memory, round_trips, server_environment
+from echo_servers import sync_recv_send_echo
 
 HERE = Path(__file__).resolve().parent
 SERVERS = ("wsstack", "websockets")
@@ -43,11 +44,7 @@ def serve_wsstack(port: int, heartbeat: bool) -> None:
         options = replace(options, ping_interval=None, ping_timeout=None)
     server = Server(options)
 
-    @server.get("/")
-    def echo(ctx: Any) -> None:
-        ws = ctx.upgrade_to_websocket()
-        while (message := ws.recv()) is not None:
-            ws.send(message)
+    server.get("/")(sync_recv_send_echo)
 
     server.listen(port, backlog=4096)
     print("ready", flush=True)

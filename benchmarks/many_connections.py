@@ -67,7 +67,7 @@ from pathlib import Path
 from typing import Any
 
 from echo_e2e import cpu_seconds, echo_size, free_port, masked_frame, read_exactly, rss_kib
-from echo_servers import recv_send_echo
+from echo_servers import recv_send_echo, sync_recv_send_echo
 from echo_tls import open_wss
 
 SERVERS = ("wsstack", "wsstack-tls", "wsstack-sync", "websockets", "websockets-tls")
@@ -172,11 +172,7 @@ def serve_sync(port: int) -> None:
     threading.stack_size(SYNC_STACK)  # every connection is a handler thread
     server = Server(Options(ping_interval=None, ping_timeout=None))
 
-    @server.get("/")
-    def echo(ctx: Any) -> None:
-        ws = ctx.upgrade_to_websocket()
-        while (message := ws.recv()) is not None:
-            ws.send(message)
+    server.get("/")(sync_recv_send_echo)
 
     @server.get("/control")
     def control(ctx: Any) -> None:

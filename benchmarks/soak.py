@@ -97,7 +97,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
 from echo_e2e import cpu_seconds, free_port, masked_frame, rss_kib
-from echo_servers import recv_send_echo
+from echo_servers import recv_send_echo, sync_recv_send_echo
 from many_connections import HANDSHAKE, SYNC_STACK, control_call, open_control, raise_nofile
 
 SERVERS = ("wsstack", "wsstack-sync")
@@ -231,11 +231,7 @@ def serve_sync(port: int) -> None:
     threading.stack_size(SYNC_STACK)
     server = Server(Options(enable_compression=True))
 
-    @server.get("/")
-    def echo(ctx: Any) -> None:
-        ws = ctx.upgrade_to_websocket()
-        while (message := ws.recv()) is not None:
-            ws.send(message)
+    server.get("/")(sync_recv_send_echo)
 
     @server.get("/control")
     def control(ctx: Any) -> None:
