@@ -671,6 +671,60 @@ def test_server_close_times_out_when_the_client_never_answers(close_timeout: flo
     run(main())
 
 
+def test_closing_tcp_with_replies_unsent_is_aborted_after_close_timeout() -> None:
+    """The peer's close is answered, but what is buffered for it never leaves: TCP's end is bounded too."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        outcome: asyncio.Future[float] = loop.create_future()
+        queued = asyncio.Event()
+        server = Server(Options(close_timeout=0.3, ping_interval=None, write_limit=65536))
+
+        @server.get("/ws")
+        async def flood(ctx: Any) -> None:
+            ws = await ctx.upgrade_to_websocket()
+            for _ in range(64):
+                ws.send_nowait(b"z" * 65536)  # 4 MiB queued behind a peer that reads nothing
+            queued.set()
+            assert await ws.recv() is None
+            started = loop.time()
+            await ws.wait_closed()
+            outcome.set_result(loop.time() - started)
+
+        await server.listen(0)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.connect(("127.0.0.1", server.port))
+        sock.sendall(UPGRADE)
+        await asyncio.wait_for(queued.wait(), 10)
+        sock.sendall(bytes([0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8]))  # a close frame, code 1000
+        elapsed = await asyncio.wait_for(outcome, 10)
+        assert elapsed < 0.3 + 1.5
+        sock.close()
+        await server.close()
+
+    run(main())
+
+
+def test_wait_closed_cancelled_leaves_other_waiters_and_nothing_behind() -> None:
+    async def main() -> None:
+        server = echo_server(Options(ping_interval=None))
+        url = await started(server)
+        ws = await connect(url)
+        patient = asyncio.ensure_future(ws.wait_closed())
+        for _ in range(5):
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(ws.wait_closed(), 0.01)
+        assert ws._lost_waiters is not None and len(ws._lost_waiters) == 1  # only the patient one
+        assert not patient.done()
+        await ws.close()
+        await asyncio.wait_for(patient, 5)
+        await ws.wait_closed()  # once closed, at once
+        await server.close()
+
+    run(main())
+
+
 @pytest.mark.parametrize("ending", ["close", "heartbeat"])
 def test_a_ping_to_a_silent_peer_fails_with_connection_closed_when_the_connection_ends(ending: str) -> None:
     async def main() -> None:

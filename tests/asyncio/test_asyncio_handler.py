@@ -312,6 +312,12 @@ class FakeTransport(asyncio.Transport):
     def abort(self) -> None:
         self.closed = True
 
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_write_buffer_size(self) -> int:
+        return 0  # written at once
+
 
 def open_websocket(loop: asyncio.AbstractEventLoop) -> tuple[WebSocket, FakeTransport]:
     from wsstack.connection import ServerConnection, State

@@ -49,7 +49,7 @@ class WebSocket(CoreView):
         "_loop",
         "_recv_waiter",
         "_drain_waiters",
-        "_lost_waiter",
+        "_lost_waiters",
         "_close_timer",
         "_failure_timer",
         "_heartbeat",
@@ -74,7 +74,7 @@ class WebSocket(CoreView):
         self._recv_waiter: Waiter | None = None
         # Both made when first needed: most connections never wait for either.
         self._drain_waiters: list[asyncio.Future[None]] | None = None
-        self._lost_waiter: asyncio.Future[None] | None = None
+        self._lost_waiters: list[asyncio.Future[None]] | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self._failure_timer: asyncio.TimerHandle | None = None
         self._heartbeat: asyncio.TimerHandle | None = None
@@ -301,11 +301,23 @@ class WebSocket(CoreView):
         """Wait until the TCP connection is gone; once closing, abort it after ``close_timeout``."""
         if self._session.lost:
             return
-        if self._core.state is not State.OPEN:
+        if self._core.state is State.CLOSING:
+            # Waiting for the peer's close frame. Once the core is closed,
+            # _act has armed the timer if TCP's end still needs one.
             self._arm_close_timer()
-        if self._lost_waiter is None:
-            self._lost_waiter = self._loop.create_future()
-        await asyncio.shield(self._lost_waiter)
+        # A future per waiter, so that cancelling one cancels nothing shared
+        # (asyncio.shield did that at the cost of a second future and two callbacks).
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        waiters = self._lost_waiters
+        if waiters is None:
+            waiters = self._lost_waiters = []
+        waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiters is self._lost_waiters:
+                waiters.remove(waiter)  # a wait_for() in a loop must not pile them up
+            raise
 
     def abort(self) -> None:
         """Drop the TCP connection now, without a closing handshake."""
@@ -368,8 +380,10 @@ class WebSocket(CoreView):
         for timer in (self._close_timer, self._failure_timer, self._heartbeat):
             if timer is not None:
                 timer.cancel()
-        if self._lost_waiter is not None and not self._lost_waiter.done():
-            self._lost_waiter.set_result(None)
+        waiters, self._lost_waiters = self._lost_waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
         for waiter in pings:
             if not waiter.done():
                 waiter.set_exception(error)
@@ -456,10 +470,24 @@ class WebSocket(CoreView):
         self._act(self._session.release_held_failure())
 
     def _arm_close_timer(self) -> None:
-        """Abort the transport if it is still there ``close_timeout`` seconds from now."""
+        """Abort the transport if it is still there ``close_timeout`` seconds from now.
+
+        Not when it is closed already with nothing left to write and no TLS
+        to shut down: connection_lost is then on its way, and the timer
+        would be one more entry in the loop's heap, ordered by TimerHandle's
+        Python-level comparisons, for every connection that closes.
+        """
         timeout = self._session.close_timeout
-        if self._close_timer is None and timeout is not None and not self._session.lost:
-            self._close_timer = self._loop.call_later(timeout, self._transport.abort)
+        if self._close_timer is not None or timeout is None or self._session.lost:
+            return
+        transport = self._transport
+        if (
+            transport.is_closing()
+            and not transport.get_write_buffer_size()
+            and transport.get_extra_info("sslcontext") is None
+        ):
+            return
+        self._close_timer = self._loop.call_later(timeout, transport.abort)
 
     def _flush(self) -> None:
         data = self._core.data_to_send()
