@@ -3,10 +3,11 @@
 asyncio's TLS (``sslproto``) gives every connection a 256 KiB read buffer
 of its own: an idle wss:// connection held 287 KiB of server RSS, against
 7 KiB for ws://. Here OpenSSL decrypts into one scratch buffer per thread,
-shared by every connection of the thread's loop (a loop runs one callback
-at a time, and the inner protocol gets a copy of just the bytes decrypted),
-and ciphertext goes straight to the socket transport, whose buffer is the
-only one that grows, and only while the peer is slow. An idle wss://
+shared by every connection of the thread's loop (a loop runs one callback at
+a time, and the inner protocol, given a view of it as for a plain socket's
+reads, copies what it keeps before it returns), and ciphertext goes straight
+to the socket transport, whose buffer is the only one that grows, and only
+while the peer is slow. An idle wss://
 connection then costs about what OpenSSL's own state does (figures in
 docs/benchmarks.md, ``benchmarks/echo_tls.py``).
 
@@ -278,11 +279,11 @@ class TLSTransport(asyncio.Transport, asyncio.Protocol):
                 break
             filled += n
             if filled == SIZE:
-                self._inner.data_received(bytes(view))
+                self._inner.data_received(view)
                 filled = 0
         self._flush()  # what OpenSSL answers by itself (key updates)
         if filled and self._inner is not None:
-            self._inner.data_received(bytes(view[:filled]))
+            self._inner.data_received(view[:filled])
         if error is not None:
             logger.debug("TLS error: %s", error)
             self._fail(error)
