@@ -127,7 +127,7 @@ def _complete_held_frame(buf: bytearray, data: bytes | bytearray | memoryview) -
     with memoryview(data) as view:
         while taken < size:
             missing = _held_frame_missing(buf)
-            if not missing:
+            if missing <= 0:
                 break
             part = view[taken : taken + missing]
             buf += part
@@ -220,8 +220,11 @@ class Reader:
                 return
         if self._held_failure is not None:
             return
-        if type(data) is memoryview and (data.itemsize != 1 or not data.c_contiguous):
-            data = data.tobytes()  # offsets below count bytes
+        if type(data) is not bytes and type(data) is not bytearray:
+            # Offsets below count bytes, and len() of a 2-d view counts rows,
+            # of an array('I') items.
+            view = data if type(data) is memoryview else memoryview(data)
+            data = view.tobytes() if view.ndim != 1 or view.itemsize != 1 or not view.c_contiguous else view
         buf = self._buf
         pos = 0
         if buf:

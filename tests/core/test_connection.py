@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import array
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -630,6 +631,28 @@ def test_paused_pongs_answer_only_the_latest_ping() -> None:
     assert server.data_to_send() == unmasked(0x8A, b"3")
     server.resume_pongs()
     assert server.data_to_send() == b""
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        lambda raw: memoryview(bytearray(raw)).cast("B", (2, len(raw) // 2)),  # rows of bytes
+        lambda raw: array.array("I", raw),  # not a memoryview, and 4-byte items
+        lambda raw: memoryview(array.array("H", raw)),
+    ],
+    ids=["2-d memoryview", "array of I", "memoryview of H"],
+)
+def test_a_read_of_any_shape_or_item_size_is_read_byte_by_byte(shape: Any) -> None:
+    # The read finishes a held frame, carries a whole one and starts a third:
+    # offsets into it must count bytes, whatever len() of the object counts.
+    frames = [masked(0x82, bytes([n]) * size) for n, size in ((97, 10), (98, 30), (99, 20))]
+    wire = b"".join(frames)
+    start, end = 10, 10 + 64  # 64 bytes: whole 2-byte and 4-byte items, two rows of 32
+    server = open_server()
+    assert feed(server, wire[:start]) == []
+    received = feed(server, shape(wire[start:end]))
+    received += feed(server, wire[end:])
+    assert received == [BinaryMessage(b"a" * 10), BinaryMessage(b"b" * 30), BinaryMessage(b"c" * 20)]
 
 
 def test_memoryview_with_wide_items_is_read_as_bytes() -> None:
