@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import array
+import itertools
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from buffer_forms import FORMS
 from helpers import masked, open_pair, open_server, transfer, unmasked
 from wsstack.connection import ClientConnection, ServerConnection, State
 from wsstack.errors import ConnectionClosed, InvalidState, MessageTooBig, ProtocolError
@@ -631,6 +633,28 @@ def test_paused_pongs_answer_only_the_latest_ping() -> None:
     assert server.data_to_send() == unmasked(0x8A, b"3")
     server.resume_pongs()
     assert server.data_to_send() == b""
+
+
+READ_FORMS = [form for form in FORMS if form.name != "released memoryview"]
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(messages, st.sampled_from(READ_FORMS), st.lists(st.integers(0, 1 << 12), max_size=8))
+def test_every_buffer_form_is_read_as_its_bytes(msgs: list[str | bytes], form: Any, cuts: list[int]) -> None:
+    # Each read in one of the forms the C and Python twins are compared on,
+    # cut where the form can hold it, the bytes a form cannot hold given plainly.
+    client, server = open_pair()
+    for msg in msgs:
+        client.send(msg)
+    wire = client.data_to_send()
+    whole = len(wire) - len(wire) % 8
+    bounds = sorted({0, whole, *(cut * 8 % (whole + 8) for cut in cuts if cut * 8 % (whole + 8) <= whole)})
+    received: list[object] = []
+    for start, end in itertools.pairwise(bounds):
+        received += feed(server, form.make(wire[start:end])[0])
+    if whole < len(wire):
+        received += feed(server, wire[whole:])
+    assert received == [TextMessage(m) if isinstance(m, str) else BinaryMessage(m) for m in msgs]
 
 
 @pytest.mark.parametrize(
