@@ -18,8 +18,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from wsstack.asyncio import Context, Server
-from wsstack.hub import Backend, Hub, HubUnavailable, MemoryBackend
+from wsstack.asyncio import Context, Server, WebSocket, connect
+from wsstack.hub import Backend, Backoff, Hub, HubUnavailable, MemoryBackend
 from wsstack.options import Options
 from wsstack.session import SharedFrames
 
@@ -40,6 +40,25 @@ def room_server(hub: Hub, options: Options | None = None) -> Server:
                 await ws.send(f"!unavailable {exc.local_receivers}")
 
     return server
+
+
+#: Reconnection backoff short enough for a test to watch several attempts.
+FAST = Backoff(initial=0.02, maximum=0.2)
+
+
+def run(coro: Any, timeout: float = 20) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+async def joined(url: str) -> WebSocket:
+    """A client of ``room_server`` once its subscription is confirmed."""
+    ws = await connect(url)
+    assert await asyncio.wait_for(ws.recv(), 10) == "!subscribed"
+    return ws
+
+
+async def recv(ws: WebSocket, timeout: float = 10) -> Any:
+    return await asyncio.wait_for(ws.recv(), timeout)
 
 
 def make_backend(kind: str, url: str) -> Backend:

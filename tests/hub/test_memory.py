@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 
-from hub_rooms import Recorder, room_server
+from hub_rooms import Recorder, joined, room_server, run
 from waiting import wait_until, wait_until_async
-from wsstack.asyncio import WebSocket, connect
 from wsstack.hub import Hub, MemoryBackend, SyncHub
 from wsstack.options import Options
 from wsstack.sync import Context as SyncContext
@@ -22,16 +21,6 @@ UPGRADE = (
     b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
 )
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, 20))
-
-
-async def joined(url: str) -> WebSocket:
-    ws = await connect(url)
-    assert await ws.recv() == "!subscribed"
-    return ws
 
 
 def test_publish_reaches_the_topics_subscribers_and_only_them() -> None:

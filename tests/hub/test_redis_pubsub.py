@@ -8,27 +8,11 @@ from typing import Any
 
 import pytest
 
-from hub_rooms import Recorder, Worker
+from hub_rooms import FAST, Recorder, Worker, joined, recv, run
 from redis_server import RedisServer
-from wsstack.asyncio import WebSocket, connect
-from wsstack.hub import Backoff, Hub, HubUnavailable
+from wsstack.asyncio import WebSocket
+from wsstack.hub import Hub, HubUnavailable
 from wsstack.hub.redis_pubsub import RedisPubSubBackend
-
-FAST = Backoff(initial=0.02, maximum=0.2)
-
-
-def run(coro: Any, timeout: float = 20) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-async def joined(url: str) -> WebSocket:
-    ws = await connect(url)
-    assert await asyncio.wait_for(ws.recv(), 10) == "!subscribed"
-    return ws
-
-
-async def recv(ws: WebSocket, timeout: float = 10) -> Any:
-    return await asyncio.wait_for(ws.recv(), timeout)
 
 
 async def silent(ws: WebSocket, seconds: float = 0.3) -> bool:

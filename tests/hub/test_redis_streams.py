@@ -4,35 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 import pytest
 
-from hub_rooms import Recorder, Worker, room_server
+from hub_rooms import FAST, Recorder, Worker, joined, recv, room_server, run
 from redis_server import RedisServer
-from wsstack.asyncio import WebSocket, connect
-from wsstack.hub import Backoff, Hub, HubUnavailable, SyncHub
+from wsstack.hub import Hub, HubUnavailable, SyncHub
 from wsstack.hub.redis_pubsub import RedisPubSubBackend
 from wsstack.hub.redis_streams import RedisStreamsBackend
 from wsstack.sync import Context as SyncContext
 from wsstack.sync import Server as SyncServer
 from wsstack.sync import connect as sync_connect
-
-FAST = Backoff(initial=0.02, maximum=0.2)
-
-
-def run(coro: Any, timeout: float = 20) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-async def joined(url: str) -> WebSocket:
-    ws = await connect(url)
-    assert await asyncio.wait_for(ws.recv(), 10) == "!subscribed"
-    return ws
-
-
-async def recv(ws: WebSocket, timeout: float = 10) -> Any:
-    return await asyncio.wait_for(ws.recv(), timeout)
 
 
 def test_history_gives_the_last_n_messages_and_maxlen_bounds_the_stream(redis_server: RedisServer) -> None:
