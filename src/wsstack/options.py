@@ -91,7 +91,8 @@ class Options:
     * ``close_timeout``: seconds the closing handshake may take before the TCP
       connection is dropped (0: at once, without waiting for the peer's close).
     * ``ping_interval`` / ``ping_timeout``: a heartbeat ping every interval; no
-      pong within the timeout fails the connection with 1011. ``None`` turns it off.
+      pong (nor any other byte from the peer) within the timeout fails the
+      connection with 1011. ``None`` turns it off.
     * ``max_queue``: received messages held for ``recv()`` before reading stops.
     * ``write_limit``: bytes in the write buffer above which ``send()`` waits.
 

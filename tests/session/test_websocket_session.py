@@ -260,6 +260,22 @@ def test_an_unanswered_heartbeat_fails_the_connection_with_1011() -> None:
     assert any(getattr(e, "code", None) == 1011 for e in events)
 
 
+def test_a_peer_that_sends_after_the_ping_is_given_another_timeout_not_failed() -> None:
+    """Its pong may be queued behind its data; only a whole timeout of silence fails it."""
+    client, server = open_pair(Options(ping_interval=5.0, ping_timeout=2.0))
+    session = WebSocketSession(server)
+    session.heartbeat_start(0.0)
+    assert session.heartbeat(5.0) == (0, 7.0)
+    assert server.data_to_send()[0] == 0x89  # the ping, still on its way to the client
+    client.send_text("busy")
+    session.receive_data(client.data_to_send())
+    assert session.heartbeat(7.0) == (0, 9.0)
+    assert server.state is State.OPEN and server.data_to_send() == b""  # no second ping meanwhile
+    actions, when = session.heartbeat(9.0)  # then two seconds of silence
+    assert actions & Action.CLOSE_TCP and when is None
+    assert server.close_code == 1011
+
+
 def test_while_reading_is_paused_the_heartbeat_neither_pings_nor_fails() -> None:
     """The application is behind and reading paused: the pong may be unread in the socket."""
     client, server = open_pair(Options(ping_interval=5.0, ping_timeout=2.0, max_queue=1))
@@ -290,7 +306,8 @@ def test_a_peer_that_reads_nothing_is_judged_even_with_reading_paused() -> None:
     session.heartbeat(5.0)
     assert session.receive_data(masked(0x81, b"unread")) & Action.PAUSE_READING
     session.pause_writing()
-    actions, when = session.heartbeat(7.0)
+    assert session.heartbeat(7.0) == (0, 9.0)  # it sent that message after the ping: one more timeout
+    actions, when = session.heartbeat(9.0)
     assert actions & Action.CLOSE_TCP and when is None
     assert server.close_code == 1011
 

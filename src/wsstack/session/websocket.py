@@ -25,7 +25,12 @@ The rules, in every state:
   §5.5.3 lets a peer answer only the latest of several pings).
 - **The heartbeat** pings every ``ping_interval`` seconds; a ping still
   unanswered ``ping_timeout`` seconds later fails the connection with 1011.
-  That is our failure, not the peer's breaking the protocol. While reading
+  That is our failure, not the peer's breaking the protocol. A peer whose
+  bytes came in after the ping is alive, whatever its pong's delay: the
+  heartbeat gives it another ``ping_timeout`` instead. Under load the pong
+  queues behind the data each side has in flight, and a busy server or
+  client must not fail the healthy connections it is slow to serve (the
+  threaded soak server failed hundreds of busy connections so). While reading
   is paused because the application is behind (and writing is not) it
   neither pings nor judges: the pong may be waiting in the socket we are not
   reading, and a healthy peer must not be failed for our application's
@@ -133,6 +138,7 @@ class WebSocketSession:
         "_acknowledged",
         "_heartbeat_sent",
         "heartbeat_due",
+        "heard",
     )
 
     def __init__(self, core: Connection) -> None:
@@ -161,12 +167,15 @@ class WebSocketSession:
         #: When the heartbeat pings next, once its last ping was answered
         #: (set by ``take_acknowledged``; ``HEARTBEAT`` says it moved).
         self.heartbeat_due = 0.0
+        #: Bytes came in since the heartbeat's ping went out (set on every read: cheaper than a test).
+        self.heard = False
 
     # ------------------------------------------------------------ receiving
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> int:
         """Feed bytes read from the socket (``b""`` at EOF); the actions to take."""
         core = self.core
+        self.heard = True
         core.receive_data(data)
         # process_events(), inlined: this runs once per read.
         events = core.events()
@@ -426,8 +435,10 @@ class WebSocketSession:
         sent = self._heartbeat_sent
         if sent is not None:
             if timeout and now - sent >= timeout:
-                if self._behind():
-                    self._heartbeat_sent = now  # no verdict on a pong we cannot read
+                if self.heard or self._behind():
+                    # The peer is alive (it sent something), or its pong may be unread: wait again.
+                    self._heartbeat_sent = now
+                    self.heard = False
                     return 0, now + timeout
                 logger.info("no pong within ping_timeout: closing with 1011")
                 core.fail(1011, "keepalive ping timeout")
@@ -439,6 +450,7 @@ class WebSocketSession:
             return 0, now + interval  # its pong could not be read
         self.ping(b"", _HEARTBEAT, now)
         self._heartbeat_sent = now
+        self.heard = False
         return 0, now + (timeout or interval)
 
     def _behind(self) -> bool:
