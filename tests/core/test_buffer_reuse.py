@@ -71,7 +71,7 @@ def feed_through_scratch(receiver: Connection, parts: list[bytes], cuts: list[in
     return receiver.events()
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 @given(
     messages=MESSAGES,
     compressed=st.booleans(),

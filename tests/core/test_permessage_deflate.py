@@ -228,7 +228,7 @@ def test_window_8_is_honoured_with_zlib_s_9() -> None:
     assert strict_inflate(stream, 8) == b"".join(messages)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(
     st.integers(8, 15),
     st.booleans(),
@@ -326,7 +326,7 @@ def test_decode_in_steps_stops_exactly_at_the_limit(size: int) -> None:
     assert out == message
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(st.binary(max_size=200), st.booleans(), st.integers(0, 300) | st.none())
 def test_garbage_never_escapes_as_a_zlib_error(payload: bytes, fin: bool, room: int | None) -> None:
     decoder = PerMessageDeflate()
@@ -728,7 +728,7 @@ payloads = st.one_of(
 plans = st.lists(st.tuples(st.booleans(), payloads, st.none() | st.integers(1, 70)), min_size=1, max_size=8)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 @given(deflate_options, deflate_options, plans, st.data())
 def test_round_trips(server_options: Options, client_options: Options, plan: list[Any], data: st.DataObject) -> None:
     client, server = compressed_pair(server_options, client_options)

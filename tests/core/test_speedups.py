@@ -14,7 +14,7 @@ import os
 from types import ModuleType
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from wsstack import _pyspeedups, speedups
@@ -388,7 +388,6 @@ def test_c_validator_equals_python(cspeedups: ModuleType, data: bytes, cuts: lis
     assert cspeedups.is_utf8(data) == _pyspeedups.is_utf8(data)
 
 
-@settings(deadline=None)
 @given(
     text=texts,
     where=st.integers(0, 10_000),

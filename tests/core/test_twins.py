@@ -93,7 +93,7 @@ def keys() -> st.SearchStrategy[Any]:
 payloads = st.one_of(st.binary(max_size=64), st.binary(min_size=1000, max_size=1100))
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400)
 @given(buffer=buffers(payloads), key=keys(), offset=st.one_of(st.just(0), scalars), pass_offset=st.booleans())
 def test_apply_mask(
     cspeedups: ModuleType, buffer: tuple[Form, bytes], key: Any, offset: Any, pass_offset: bool
@@ -110,7 +110,7 @@ def test_apply_mask(
         raise AssertionError(f"{form.name} of {len(data)} bytes was masked")
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400)
 @given(buffer=buffers(payloads), key=keys(), offset=st.one_of(st.just(0), scalars))
 def test_apply_mask_inplace(cspeedups: ModuleType, buffer: tuple[Form, bytes], key: Any, offset: Any) -> None:
     form, data = buffer
@@ -130,7 +130,7 @@ def test_apply_mask_inplace(cspeedups: ModuleType, buffer: tuple[Form, bytes], k
             assert did == ("raises", TypeError), form.name
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(
     first=st.one_of(st.integers(0, 255), scalars),
     buffer=buffers(payloads),
@@ -169,7 +169,7 @@ wires = st.lists(
 ).map(b"".join)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=500)
 @given(
     buffer=buffers(wires),
     pos=st.one_of(st.integers(0, 3), scalars),
@@ -201,7 +201,7 @@ utf8ish = st.lists(
 ).map(b"".join)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(buffer=buffers(utf8ish), before=st.sampled_from([b"", b"ok", b"\xe2\x82", b"\xff"]))
 def test_utf8(cspeedups: ModuleType, buffer: tuple[Form, bytes], before: bytes) -> None:
     form, data = buffer
