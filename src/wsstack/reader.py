@@ -95,23 +95,25 @@ def _scan_error(code: int) -> ProtocolError:
     return ProtocolError(f"invalid frame ({code})")
 
 
+def _header_size(second: int) -> int:
+    """A frame header's length from its second byte (§5.2): the MASK bit, then a 7-bit length or 126/127."""
+    length = second & 0x7F
+    return (2 if length < 126 else 4 if length == 126 else 10) + (4 if second & 0x80 else 0)
+
+
 def _held_frame_missing(buf: bytearray) -> int:
     """How many bytes the frame at the head of ``buf`` lacks, or, while its header is incomplete, the header does."""
     size = len(buf)
     if size < 2:
         return 2 - size
     second = buf[1]
+    header = _header_size(second)
+    if size < header:
+        return header - size
     length = second & 0x7F
-    header = 6 if second & 0x80 else 2
     if length == 126:
-        header += 2
-        if size < header:
-            return header - size
         length = int.from_bytes(buf[2:4], "big")
     elif length == 127:
-        header += 8
-        if size < header:
-            return header - size
         length = int.from_bytes(buf[2:10], "big")
     return header + length - size
 
@@ -284,28 +286,23 @@ class Reader:
                 return
         elif opcode != Opcode.CONTINUATION or self._msg_opcode != _TEXT:
             return
-        length = buf[1] & 0x7F  # the second byte: the MASK bit, then a 7-bit length (§5.2)
-        start = 2
-        if length == 126:
-            start = 4
-        elif length == 127:
-            start = 10
-        masked = buf[1] & 0x80
-        key_at = start
-        if masked:
-            start += 4
+        second = buf[1]
+        start = _header_size(second)
+        masked = second & 0x80
+        key_at = start - 4
         if len(buf) <= start:
             return
         done = self._prevalidated
         available = len(buf) - start
         if available <= done:
             return
-        chunk = bytes(buf[start + done :])
-        if masked:
-            chunk = apply_mask(chunk, bytes(buf[key_at : key_at + 4]), done)
         if opcode == _TEXT and not done:
             self._utf8.reset()
-        if not self._utf8.feed(chunk):
+        # Through a view: a slice of the bytearray and bytes() of it were two copies of the new bytes.
+        # Released at once: while a view is exported the bytearray cannot grow.
+        with memoryview(buf)[start + done :] as new:
+            valid = self._utf8.feed(apply_mask(new, bytes(buf[key_at : key_at + 4]), done) if masked else new)
+        if not valid:
             raise InvalidPayloadData("text message is not valid UTF-8")
         self._prevalidated = available
 
