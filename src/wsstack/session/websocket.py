@@ -29,8 +29,8 @@ The rules, in every state:
   bytes came in after the ping is alive, whatever its pong's delay: the
   heartbeat gives it another ``ping_timeout`` instead. Under load the pong
   queues behind the data each side has in flight, and a busy server or
-  client must not fail the healthy connections it is slow to serve (the
-  threaded soak server failed hundreds of busy connections so). While reading
+  client must not fail the healthy connections it is slow to serve (in a
+  soak of the threaded server, hundreds of busy connections ended so). While reading
   is paused because the application is behind (and writing is not) it
   neither pings nor judges: the pong may be waiting in the socket we are not
   reading, and a healthy peer must not be failed for our application's
