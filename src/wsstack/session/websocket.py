@@ -138,7 +138,7 @@ class WebSocketSession:
         "_acknowledged",
         "_heartbeat_sent",
         "heartbeat_due",
-        "heard",
+        "_heard",
     )
 
     def __init__(self, core: Connection) -> None:
@@ -168,14 +168,14 @@ class WebSocketSession:
         #: (set by ``take_acknowledged``; ``HEARTBEAT`` says it moved).
         self.heartbeat_due = 0.0
         #: Bytes came in since the heartbeat's ping went out (set on every read: cheaper than a test).
-        self.heard = False
+        self._heard = False
 
     # ------------------------------------------------------------ receiving
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> int:
         """Feed bytes read from the socket (``b""`` at EOF); the actions to take."""
         core = self.core
-        self.heard = True
+        self._heard = True
         core.receive_data(data)
         # process_events(), inlined: this runs once per read.
         events = core.events()
@@ -435,10 +435,10 @@ class WebSocketSession:
         sent = self._heartbeat_sent
         if sent is not None:
             if timeout and now - sent >= timeout:
-                if self.heard or self._behind():
+                if self._heard or self._behind():
                     # The peer is alive (it sent something), or its pong may be unread: wait again.
                     self._heartbeat_sent = now
-                    self.heard = False
+                    self._heard = False
                     return 0, now + timeout
                 logger.info("no pong within ping_timeout: closing with 1011")
                 core.fail(1011, "keepalive ping timeout")
@@ -450,7 +450,7 @@ class WebSocketSession:
             return 0, now + interval  # its pong could not be read
         self.ping(b"", _HEARTBEAT, now)
         self._heartbeat_sent = now
-        self.heard = False
+        self._heard = False
         return 0, now + (timeout or interval)
 
     def _behind(self) -> bool:
