@@ -18,6 +18,8 @@ from sync_helpers import (
     HANDSHAKE,
     STEP,
     Message,
+    echo_server,
+    on_io_thread,
     only_connection,
     port_of,
     raw_connection,
@@ -507,6 +509,132 @@ def test_slow_reader_blocks_senders_within_bounds_and_close_frees_them() -> None
         assert isinstance(outcome.result(STEP), ConnectionClosed)
 
 
+def block_io_thread(server: Server, sock: socket.socket) -> threading.Event:
+    """Hold the server's I/O thread until the returned event is set, longer than ``sock`` waits for a read."""
+    blocked, free = threading.Event(), threading.Event()
+    sock.settimeout(STEP / 2)
+
+    def hold() -> None:
+        blocked.set()
+        free.wait(2 * STEP)
+
+    server._reactor.call_soon(hold)
+    assert blocked.wait(STEP)
+    return free
+
+
+@bounded(30)
+def test_a_sender_waiting_for_room_flushes_on_its_own_thread() -> None:
+    sent = threading.Event()
+    server = Server(Options(write_limit=65536))
+
+    @server.get("/ws")
+    def flood(ctx: Context) -> None:
+        ws = ctx.upgrade_to_websocket()
+        ws.send(b"z" * (4 << 20))  # more than the kernel's buffers: the rest waits in user space
+        ws.send("end")  # waits for room
+        sent.set()
+        ws.wait_closed(STEP)
+
+    with serving(server):
+        sock = raw_connection(server.port)
+        server_ws = only_connection(server)
+        wait_until(lambda: server_ws._transport.buffered > 65536)
+        free = block_io_thread(server, sock)
+        try:
+            assert read_frame(sock) == (0x82, b"z" * (4 << 20))
+            assert read_frame(sock) == (0x81, b"end")
+            assert sent.wait(STEP)
+        finally:
+            free.set()
+        sock.close()
+
+
+@bounded(30)
+def test_a_handler_thread_closes_tcp_itself_after_the_closing_handshake() -> None:
+    server = echo_server()
+    with serving(server):
+        sock = raw_connection(server.port)
+        sock.sendall(masked(0x81, b"hi"))
+        assert read_frame(sock) == (0x81, b"hi")  # the handler reads directly from now on
+        free = block_io_thread(server, sock)
+        try:
+            sock.sendall(masked(0x88, (1000).to_bytes(2, "big")))
+            assert read_frame(sock) == (0x88, (1000).to_bytes(2, "big"))
+            assert sock.recv(1) == b""  # the server closed first, without its I/O thread
+        finally:
+            free.set()
+        wait_until(lambda: not server.connections)  # connection_lost still ran, on the I/O thread
+        sock.close()
+
+
+def outcome_of(call: Any) -> Future[object]:
+    """Run ``call()`` on a thread of its own; the future holds what it returned or raised."""
+    outcome: Future[object] = Future()
+
+    def run() -> None:
+        try:
+            outcome.set_result(call())
+        except BaseException as exc:
+            outcome.set_result(exc)
+
+    threading.Thread(target=run, daemon=True).start()
+    return outcome
+
+
+@bounded(30)
+def test_two_senders_waiting_for_room_take_turns_to_flush() -> None:
+    """One flushes on its own thread; the other waits for it, then flushes in turn: every frame arrives whole."""
+    finished: list[Future[object]] = []
+    server = Server(Options(write_limit=65536))
+    size = 1 << 20
+
+    @server.get("/ws")
+    def two(ctx: Context) -> None:
+        ws = ctx.upgrade_to_websocket()
+
+        def sender(fill: bytes) -> None:
+            for _ in range(4):
+                ws.send(fill * size)
+
+        finished.extend(outcome_of(lambda fill=fill: sender(fill)) for fill in (b"a", b"b"))
+        ws.wait_closed(STEP)
+
+    with serving(server):
+        sock = raw_connection(server.port)
+        server_ws = only_connection(server)
+        wait_until(lambda: server_ws._transport.writer)
+        time.sleep(0.1)  # both senders are over the limit by now: one flushes, one waits
+        frames = [read_frame(sock) for _ in range(8)]
+        assert sorted(payload for _, payload in frames) == [b"a" * size] * 4 + [b"b" * size] * 4
+        assert [finished_one.result(STEP) for finished_one in finished] == [None, None]
+        sock.close()
+
+
+@bounded(30)
+def test_an_abort_wakes_a_sender_flushing_and_a_reader_reading_directly() -> None:
+    outcomes: dict[str, Future[object]] = {}
+    server = Server(Options(write_limit=65536))
+
+    @server.get("/ws")
+    def blocked(ctx: Context) -> None:
+        ws = ctx.upgrade_to_websocket()
+        outcomes["recv"] = outcome_of(ws.recv)
+        outcomes["send"] = outcome_of(lambda: [ws.send(b"z" * (1 << 20)) for _ in range(8)])
+        ws.wait_closed(STEP)
+
+    with serving(server):
+        sock = raw_connection(server.port)  # it never reads: the sender waits for room
+        server_ws = only_connection(server)
+        transport = server_ws._transport
+        wait_until(lambda: transport.writer and transport.direct)
+        server_ws.abort()
+        assert outcomes["recv"].result(STEP) is None
+        assert isinstance(outcomes["send"].result(STEP), ConnectionClosed)
+        wait_until(lambda: not server.connections)
+        sock.close()
+
+
 @bounded(30)
 def test_ping_flood_from_a_peer_that_never_reads_is_bounded() -> None:
     flood_read = threading.Event()
@@ -663,6 +791,29 @@ def test_the_heartbeat_pings_every_interval_even_when_the_timeout_is_longer() ->
             if frame is not None and frame.opcode == Opcode.PING:
                 pings += 1
         assert pings >= 6  # about ten; one per ping_timeout would be none
+
+
+@bounded(30)
+def test_a_heartbeat_due_while_a_thread_holds_the_lock_does_not_hold_up_the_io_thread() -> None:
+    released = threading.Event()
+    pinged = threading.Event()
+    server = Server(Options(ping_interval=None))
+
+    @server.get("/ws")
+    def watch(ctx: Context) -> None:
+        ws = ctx.upgrade_to_websocket()
+        while (frame := ws.recv_frame(timeout=STEP)) is not None:
+            if frame.opcode == Opcode.PING and released.is_set():
+                pinged.set()
+
+    with serving(server) as url, connect(url, options=Options(ping_interval=0.05, ping_timeout=5.0)) as ws:
+        reactor = ws._transport.reactor
+        on_io_thread(reactor, lambda: None)  # after the connection's start(), queued by connect()
+        with ws._lock:
+            time.sleep(0.3)  # the heartbeat falls due meanwhile
+            assert on_io_thread(reactor, threading.get_ident) != threading.get_ident()
+        released.set()
+        assert pinged.wait(STEP)  # and it goes on once the lock is free
 
 
 @bounded(30)

@@ -23,7 +23,7 @@ import pytest
 
 from sync_helpers import STEP, TLSContexts, on_io_thread
 from waiting import bounded, wait_until
-from wsstack.sync.reactor import Reactor
+from wsstack.sync.reactor import LINGER, Reactor
 from wsstack.sync.transport import Transport
 
 MiB = 1 << 20
@@ -438,6 +438,22 @@ def test_stop_lingering_hands_the_socket_back_at_once(reactor: Reactor, socket_p
         transport.stop_lingering()
     peer.sendall(b"now")
     assert recorder.wait_for_bytes(3) == b"now"
+
+
+@bounded(30)
+def test_a_linger_tick_does_not_wait_for_a_lock_in_use(reactor: Reactor, socket_pair: Pair) -> None:
+    """While an application thread holds the lock, the I/O thread serves the rest and asks again later."""
+    ours, peer = socket_pair
+    transport, recorder = open_transport(reactor, ours)
+    with transport.lock:
+        assert transport.begin_direct()
+        transport.end_direct()
+        time.sleep(4 * LINGER)  # ticks fall due meanwhile
+        # A tick that waited for this lock would hold the I/O thread until it is released.
+        assert on_io_thread(reactor, threading.get_ident) != threading.get_ident()
+    peer.sendall(b"later")
+    assert recorder.wait_for_bytes(5) == b"later"  # handed back at a tick after the release
+    assert recorder.data_threads == {on_io_thread(reactor, threading.get_ident)}
 
 
 @bounded(30)

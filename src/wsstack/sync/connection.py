@@ -6,9 +6,10 @@ nothing queued reads the socket itself (see transport.py), so a message
 costs it one wake-up; whenever no application thread is reading, the
 reactor's I/O thread reads instead, so pings, close frames and the
 heartbeat are handled whether or not the application calls ``recv()``.
-Senders never wait on the socket: they write what the kernel takes and, if
-the peer lags by more than ``write_limit``, wait on a condition variable
-that the I/O thread signals as it flushes.
+Senders write what the kernel takes; if the peer lags by more than
+``write_limit``, a sender flushes the rest itself, waiting for the socket
+to turn writable (or, over TLS and while another sender does so, waits on a
+condition variable signalled as the output drains).
 
 One lock per connection (the transport's) guards the session, the core and
 the output, so frames from concurrent senders never interleave and every
@@ -33,7 +34,7 @@ from ..events import Event
 from ..frames import Frame
 from ..session import Action, CoreView, Message, SharedFrames, WebSocketSession
 from .reactor import Timer
-from .transport import Transport
+from .transport import LOCK_RETRY, Transport
 
 __all__ = ["WebSocket"]
 
@@ -225,11 +226,41 @@ class WebSocket(CoreView):
             self._transport.write(self._core.data_to_send())
 
     def _wait_for_room(self, timeout: float | None) -> None:
+        """Wait until the output is under the write limit again, flushing it on this thread if the transport lets it."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while (
-            self._transport.buffered > self._write_limit and not self._session.lost and self._core.state is State.OPEN
-        ):
+        transport = self._transport
+        while self._over_limit():
+            if transport.begin_direct_write():
+                try:
+                    self._flush_directly(deadline)
+                finally:
+                    transport.end_direct_write()
+                    self._cond.notify_all()  # another sender waiting for room may flush now
+            else:
+                self._wait(deadline)
+        # A flush that failed, or an abort that woke it: send() raises once the loss is known.
+        while transport.failing and not self._session.lost:
             self._wait(deadline)
+
+    def _over_limit(self) -> bool:
+        alive = not self._session.lost and self._core.state is State.OPEN
+        return alive and self._transport.buffered > self._write_limit
+
+    def _flush_directly(self, deadline: float | None) -> None:
+        """Flush on this thread until under the write limit (lock held, released while the socket is full)."""
+        transport = self._transport
+        lock = self._lock
+        while self._over_limit():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError("timed out")
+            lock.release()
+            try:
+                writable = transport.wait_writable(remaining)
+            finally:
+                lock.acquire()
+            if writable:
+                transport.flush_direct()
 
     def write_shared(self, frames: SharedFrames) -> bool:
         """Write a broadcast message now, unless closed or over the write limit (see ``broadcast``)."""
@@ -418,6 +449,8 @@ class WebSocket(CoreView):
         if acks:
             for waiter, rtt in acks:
                 _settle(waiter, rtt)
+        if actions & Action.CLOSE_TCP and not self._transport.reactor.in_thread and self._transport.close_here():
+            actions &= ~Action.CLOSE_TCP  # see Transport.close_here
         if actions:
             self._on_io_thread(lambda: self._on_timers(actions))
 
@@ -453,12 +486,23 @@ class WebSocket(CoreView):
         self._heartbeat = self._transport.reactor.call_later(max(0.0, when - time.monotonic()), self._heartbeat_fired)
 
     def _heartbeat_fired(self) -> None:
-        """The heartbeat is a reactor timer, so it needs no thread of its own."""
+        """The heartbeat is a reactor timer, so it needs no thread of its own.
+
+        If an application thread holds the lock, the heartbeat looks again a
+        moment later instead of holding up the I/O thread (see
+        ``Transport.linger_tick``).
+        """
+        reactor = self._transport.reactor
+        if not self._lock.acquire(blocking=False):
+            self._heartbeat = reactor.call_later(LOCK_RETRY, self._heartbeat_fired)
+            return
         self._heartbeat = None
-        with self._lock:
+        try:
             actions, when = self._session.heartbeat(time.monotonic())
             self._transport.stop_lingering()  # a pong, if one comes, is read at once
             after = self._act(actions)
+        finally:
+            self._lock.release()
         if when is not None:
             self._arm_heartbeat(when)
         if after is not None:

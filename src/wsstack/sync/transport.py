@@ -14,10 +14,13 @@ direct read.
 
 Any thread may write with ``lock`` held: bytes go to the kernel at once when
 it has room, and what it refuses waits in ``_out`` in order, for the I/O
-thread to flush when the socket turns writable. Only the I/O thread closes
-the socket, and never while a direct reader waits on it (it shuts the
-receiving side down instead, which wakes the reader), so a descriptor is
-never closed under a thread still using it.
+thread to flush when the socket turns writable, or for a sender that waits
+for room to flush itself (``begin_direct_write`` .. ``end_direct_write``).
+The I/O thread closes the socket, never while a direct reader or writer
+waits on it (it shuts the socket down instead, which wakes them), so a
+descriptor is never closed under a thread still using it; an application
+thread closes it only when no other thread reads or writes it
+(``close_here``).
 
 While the I/O thread is not reading a socket, its registration is
 one-shot: a hang-up reported then wakes the loop once, not in a loop.
@@ -35,7 +38,7 @@ from typing import Protocol
 
 from .reactor import IN, ONESHOT, OUT, READ_SIZE, Reactor, Timer
 
-__all__ = ["Transport", "TransportProtocol"]
+__all__ = ["Transport", "TransportProtocol", "LOCK_RETRY"]
 
 logger = logging.getLogger("wsstack")
 
@@ -45,6 +48,8 @@ _EOF = (ssl.SSLEOFError, ssl.SSLZeroReturnError)
 _DISARMED = -1
 #: Reads by application threads allocate their buffer, so keep it moderate.
 _DIRECT_READ_SIZE = 65536
+#: Seconds before the I/O thread tries again a lock it found taken, when it must not wait for it.
+LOCK_RETRY = 0.005
 #: Direct reads wait with poll(2); without it (Windows) the I/O thread does all the reading.
 _CAN_POLL = hasattr(select, "poll")
 
@@ -80,6 +85,8 @@ class Transport:
         "peer",
         "closed",
         "direct",
+        "writer",
+        "_reader",
         "_tls",
         "_handshaking",
         "_out",
@@ -118,6 +125,9 @@ class Transport:
         self.closed = False
         #: An application thread is reading the socket (see ``begin_direct``).
         self.direct = False
+        #: An application thread is flushing the output (see ``begin_direct_write``).
+        self.writer = False
+        self._reader = 0  # the direct reader's thread
         self._tls = isinstance(sock, ssl.SSLSocket)
         # 0: no handshake pending; otherwise the event the server's TLS handshake waits for.
         self._handshaking = IN if tls_handshake else 0
@@ -135,6 +145,11 @@ class Transport:
         self._lingering = False
         self._linger_mark = 0
         self._linger_queued = False
+
+    @property
+    def failing(self) -> bool:
+        """A write failed or an abort waits for a direct reader or writer: the connection is as good as lost."""
+        return self._broken or self._abort_pending
 
     @property
     def buffered(self) -> int:
@@ -185,6 +200,7 @@ class Transport:
         if self.direct or self._tls or self.closed or self._closing or not self._reading or not _CAN_POLL:
             return False
         self.direct = True
+        self._reader = threading.get_ident()
         self._lingering = False
         self._apply()
         return True
@@ -202,7 +218,8 @@ class Transport:
         """
         self.direct = False
         if self._abort_pending:
-            self.reactor.call_soon(self.abort_now)
+            if not self.writer:
+                self.reactor.call_soon(self.abort_now)
         else:
             self._lingering = True
             self._linger_mark = self.reactor.ticks
@@ -211,6 +228,35 @@ class Transport:
                 self.reactor.linger(self)
         self._apply()
 
+    def begin_direct_write(self) -> bool:
+        """Make the calling thread flush the output while it waits for room, if it can be; the I/O thread stops.
+
+        A sender waiting for the I/O thread to flush waits for the one thread
+        every connection shares, and with many busy handler threads that one
+        gets the GIL last: in 1,000 x 300 soaks of the threaded server its
+        turn took up to 63 s, and 152 connections whose senders waited on it
+        ended with 1011 (issue 15). Flushing on the sender's own thread makes
+        a busy connection depend on no one but its own thread. Not for TLS
+        (see ``begin_direct``) nor once closing.
+        """
+        if self.writer or self._tls or self.closed or self._closing or self._broken or not _CAN_POLL:
+            return False
+        self.writer = True
+        self._apply()
+        return True
+
+    def end_direct_write(self) -> None:
+        """The direct writer is done; what is left of the output is the I/O thread's to flush."""
+        self.writer = False
+        if (self._abort_pending or (self._closing and not self._out)) and not self.direct:
+            self.reactor.call_soon(self.abort_now)  # a close waited for this flush, or an abort for this thread
+        self._apply()
+
+    def flush_direct(self) -> None:
+        """Write what the kernel takes now (the direct writer, lock held)."""
+        self._flush()
+        self.protocol.write_drained()
+
     def stop_lingering(self) -> None:
         """Let the I/O thread read now (lock held): someone waits for what only it would read."""
         if self._lingering:
@@ -218,13 +264,27 @@ class Transport:
             self._apply()
 
     def linger_tick(self, ticks: int) -> bool:
-        """The reactor's tick (I/O thread): True to be asked again at the next one."""
-        with self.lock:
+        """The reactor's tick (I/O thread): True to be asked again at the next one.
+
+        A socket whose lock is taken is asked again at the next tick rather
+        than waited for. Its application thread holds the lock (sending,
+        most likely, right after its ``recv()``), and under load that can
+        last seconds: with a thousand busy handler threads, each of the
+        holder's GIL releases (compressing, writing) costs it a place in the
+        queue for the GIL. In a 1,000 x 300 soak of the threaded server, 37
+        of the 43 times the I/O thread was stuck for over 2 s it was here,
+        and 199 connections starved of it ended with 1011 (issue 15).
+        """
+        if not self.lock.acquire(blocking=False):
+            return True
+        try:
             if self._lingering and self._linger_mark >= ticks - 1:
                 return True  # back in recv() recently: give it another period
             self._linger_queued = False
             self.stop_lingering()
             return False
+        finally:
+            self.lock.release()
 
     def _apply(self) -> None:
         """Bring the poller's interest in line with the state; any thread, lock held."""
@@ -234,7 +294,7 @@ class Transport:
             wanted = self._handshaking
         else:
             wanted = IN if self._reading and not (self._closing or self.direct or self._lingering) else 0
-            if self._out:
+            if self._out and not self.writer:
                 wanted |= OUT
             if not wanted & IN:
                 wanted |= ONESHOT
@@ -248,9 +308,15 @@ class Transport:
             self.reactor.call_soon(self._apply_locked)
 
     def _apply_locked(self) -> None:
-        with self.lock:
+        if not self.lock.acquire(blocking=False):
+            # Not waited for, as in linger_tick; the change is worked out anew when it runs.
+            self.reactor.call_later(LOCK_RETRY, self._apply_locked)
+            return
+        try:
             self._interest = 0  # forces the change through, on the I/O thread
             self._apply()
+        finally:
+            self.lock.release()
 
     def _fail_write(self, exc: OSError) -> None:
         logger.debug("write failed (%s); dropping the connection", exc)
@@ -272,11 +338,53 @@ class Transport:
         """Close now, dropping queued output."""
         self.reactor.call_soon(self.abort_now)
 
-    # -- the direct reader, between begin_direct() and end_direct(), without the lock
+    def close_here(self) -> bool:
+        """Close on the calling thread, not the I/O thread, if nothing is left to flush: True if it did.
+
+        A server's handler thread that read the peer's close frame closes
+        TCP itself, so the peer's wait for it (RFC 6455 has the server close
+        first) does not queue behind everything else the shared I/O thread
+        has to do; in the 1,000-client soak, closing handshakes waited up to
+        95 s for it (issue 15). The descriptor is unregistered before it
+        is closed, so the I/O thread cannot see its number reused for a
+        socket it still takes for this one, and it reads this transport's
+        sockets only under the lock, finding it closed. ``connection_lost``
+        still runs on the I/O thread, where its contract puts it. Not while
+        output waits for a flush (the close waits for it, with a timeout:
+        the I/O thread's), while another thread reads or writes the socket
+        directly, before ``start()``, nor with the selectors poller.
+        """
+        with self.lock:
+            if (
+                self.closed
+                or self._closing
+                or self._out
+                or self.writer
+                or (self.direct and self._reader != threading.get_ident())
+                or self._interest is None
+                or not self.reactor.threadsafe
+            ):
+                return False
+            self.closed = True
+            self._interest = None
+            try:
+                self.reactor.unregister(self.sock)
+            except (ValueError, OSError):
+                pass  # the reactor has stopped and closed its poller
+            self.sock.close()
+        self.reactor.call_soon(self.protocol.connection_lost)
+        return True
+
+    # -- direct readers and writers, between begin_ and end_, without the lock
 
     def wait_readable(self, timeout: float | None) -> bool:
         poller = select.poll()
         poller.register(self.fd, select.POLLIN)
+        return bool(poller.poll(None if timeout is None else max(0, int(timeout * 1000 + 0.999))))
+
+    def wait_writable(self, timeout: float | None) -> bool:
+        poller = select.poll()
+        poller.register(self.fd, select.POLLOUT)
         return bool(poller.poll(None if timeout is None else max(0, int(timeout * 1000 + 0.999))))
 
     def recv_direct(self) -> bytes | None:
@@ -421,13 +529,16 @@ class Transport:
         with self.lock:
             if self.closed:
                 return
-            if self.direct:
-                # A thread waits on this descriptor: wake it (shutting down the
-                # receiving side ends its poll without a word to the peer) rather
-                # than close under it; end_direct() brings us back here.
+            if self.direct or self.writer:
+                # A thread waits on this descriptor: wake it rather than close
+                # under it; end_direct() or end_direct_write() brings us back
+                # here. Shutting down the receiving side ends a reader's poll
+                # without a word to the peer; a writer's poll ends only when
+                # the sending side is shut down too (a FIN, which the close
+                # would send anyway).
                 self._abort_pending = True
                 try:
-                    self.sock.shutdown(socket.SHUT_RD)
+                    self.sock.shutdown(socket.SHUT_RDWR if self.writer else socket.SHUT_RD)
                 except OSError:
                     pass
                 return
