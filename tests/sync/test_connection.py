@@ -636,6 +636,26 @@ def test_an_abort_wakes_a_sender_flushing_and_a_reader_reading_directly() -> Non
 
 
 @bounded(30)
+def test_a_close_from_another_thread_ends_a_send_flushing_to_a_peer_that_never_reads() -> None:
+    outcome: list[Future[object]] = []
+    server = Server(Options(write_limit=65536, close_timeout=60))  # longer than the test may wait
+
+    @server.get("/ws")
+    def flood(ctx: Context) -> None:
+        ws = ctx.upgrade_to_websocket()
+        outcome.append(outcome_of(lambda: [ws.send(b"z" * (1 << 20)) for _ in range(8)]))
+        ws.wait_closed(STEP)
+
+    with serving(server):
+        sock = raw_connection(server.port)
+        server_ws = only_connection(server)
+        wait_until(lambda: server_ws._transport.writer)
+        server_ws.start_close(1001)
+        assert isinstance(outcome[0].result(STEP), ConnectionClosed)
+        sock.close()
+
+
+@bounded(30)
 def test_ping_flood_from_a_peer_that_never_reads_is_bounded() -> None:
     flood_read = threading.Event()
     server = Server()

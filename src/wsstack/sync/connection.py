@@ -42,6 +42,11 @@ logger = logging.getLogger("wsstack")
 
 _WAKE = Action.WAKE  # the one decision of the usual read, checked on each
 
+#: Seconds a sender flushing its own output waits for the socket at a time:
+#: a close from another thread or the heartbeat failing the connection,
+#: which nothing on the socket announces, ends its wait at the next look.
+_RECHECK = 0.1
+
 
 class WebSocket(CoreView):
     """One WebSocket connection, server or client side, with blocking calls (see ``CoreView``).
@@ -256,7 +261,7 @@ class WebSocket(CoreView):
                 raise TimeoutError("timed out")
             lock.release()
             try:
-                writable = transport.wait_writable(remaining)
+                writable = transport.wait_writable(_RECHECK if remaining is None else min(remaining, _RECHECK))
             finally:
                 lock.acquire()
             if writable:
