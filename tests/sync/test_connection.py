@@ -509,6 +509,20 @@ def test_slow_reader_blocks_senders_within_bounds_and_close_frees_them() -> None
         assert isinstance(outcome.result(STEP), ConnectionClosed)
 
 
+def slow_reader(port: int) -> socket.socket:
+    """An upgraded raw connection with a small receive buffer, so the server's output backs up soon."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    sock.settimeout(STEP)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(HANDSHAKE)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock
+
+
 def block_io_thread(server: Server, sock: socket.socket) -> threading.Event:
     """Hold the server's I/O thread until the returned event is set, longer than ``sock`` waits for a read."""
     blocked, free = threading.Event(), threading.Event()
@@ -537,7 +551,7 @@ def test_a_sender_waiting_for_room_flushes_on_its_own_thread() -> None:
         ws.wait_closed(STEP)
 
     with serving(server):
-        sock = raw_connection(server.port)
+        sock = slow_reader(server.port)
         server_ws = only_connection(server)
         wait_until(lambda: server_ws._transport.buffered > 65536)
         free = block_io_thread(server, sock)
@@ -601,7 +615,7 @@ def test_two_senders_waiting_for_room_take_turns_to_flush() -> None:
         ws.wait_closed(STEP)
 
     with serving(server):
-        sock = raw_connection(server.port)
+        sock = slow_reader(server.port)
         server_ws = only_connection(server)
         wait_until(lambda: server_ws._transport.writer)
         time.sleep(0.1)  # both senders are over the limit by now: one flushes, one waits
@@ -619,12 +633,15 @@ def test_an_abort_wakes_a_sender_flushing_and_a_reader_reading_directly() -> Non
     @server.get("/ws")
     def blocked(ctx: Context) -> None:
         ws = ctx.upgrade_to_websocket()
+        # Readable only once the I/O thread has started the connection: the next recv() reads directly.
+        assert ws.recv(timeout=STEP) == "go"
         outcomes["recv"] = outcome_of(ws.recv)
         outcomes["send"] = outcome_of(lambda: [ws.send(b"z" * (1 << 20)) for _ in range(8)])
         ws.wait_closed(STEP)
 
     with serving(server):
-        sock = raw_connection(server.port)  # it never reads: the sender waits for room
+        sock = slow_reader(server.port)  # it never reads: the sender waits for room
+        sock.sendall(masked(0x81, b"go"))
         server_ws = only_connection(server)
         transport = server_ws._transport
         wait_until(lambda: transport.writer and transport.direct)
@@ -647,7 +664,7 @@ def test_a_close_from_another_thread_ends_a_send_flushing_to_a_peer_that_never_r
         ws.wait_closed(STEP)
 
     with serving(server):
-        sock = raw_connection(server.port)
+        sock = slow_reader(server.port)
         server_ws = only_connection(server)
         wait_until(lambda: server_ws._transport.writer)
         server_ws.start_close(1001)

@@ -244,7 +244,7 @@ class WebSocket(CoreView):
             else:
                 self._wait(deadline)
         # A flush that failed, or an abort that woke it: send() raises once the loss is known.
-        while transport.failing and not self._session.lost:
+        while transport.failing and not self._session.lost and transport.reactor.alive:
             self._wait(deadline)
 
     def _over_limit(self) -> bool:

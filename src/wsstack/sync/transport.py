@@ -239,7 +239,7 @@ class Transport:
         a busy connection depend on no one but its own thread. Not for TLS
         (see ``begin_direct``) nor once closing.
         """
-        if self.writer or self._tls or self.closed or self._closing or self._broken or not _CAN_POLL:
+        if self.writer or self._tls or self.closed or self._closing or self.failing or not _CAN_POLL:
             return False
         self.writer = True
         self._apply()
@@ -248,8 +248,9 @@ class Transport:
     def end_direct_write(self) -> None:
         """The direct writer is done; what is left of the output is the I/O thread's to flush."""
         self.writer = False
-        if (self._abort_pending or (self._closing and not self._out)) and not self.direct:
-            self.reactor.call_soon(self.abort_now)  # a close waited for this flush, or an abort for this thread
+        # A close that waited for this flush (a direct reader is woken by the abort), or an abort for this thread.
+        if (self._abort_pending and not self.direct) or (self._closing and not self._out):
+            self.reactor.call_soon(self.abort_now)
         self._apply()
 
     def flush_direct(self) -> None:
@@ -352,7 +353,7 @@ class Transport:
         still runs on the I/O thread, where its contract puts it. Not while
         output waits for a flush (the close waits for it, with a timeout:
         the I/O thread's), while another thread reads or writes the socket
-        directly, before ``start()``, nor with the selectors poller.
+        directly, before the socket is registered, nor with the selectors poller.
         """
         with self.lock:
             if (
