@@ -86,7 +86,6 @@ class Transport:
         "closed",
         "direct",
         "writer",
-        "_reader",
         "_tls",
         "_handshaking",
         "_out",
@@ -123,11 +122,10 @@ class Transport:
         except OSError:
             self.peer = None
         self.closed = False
-        #: An application thread is reading the socket (see ``begin_direct``).
-        self.direct = False
+        #: The application thread reading the socket (its ident), or 0 (see ``begin_direct``).
+        self.direct = 0
         #: An application thread is flushing the output (see ``begin_direct_write``).
         self.writer = False
-        self._reader = 0  # the direct reader's thread
         self._tls = isinstance(sock, ssl.SSLSocket)
         # 0: no handshake pending; otherwise the event the server's TLS handshake waits for.
         self._handshaking = IN if tls_handshake else 0
@@ -199,8 +197,7 @@ class Transport:
         """
         if self.direct or self._tls or self.closed or self._closing or not self._reading or not _CAN_POLL:
             return False
-        self.direct = True
-        self._reader = threading.get_ident()
+        self.direct = threading.get_ident()
         self._lingering = False
         self._apply()
         return True
@@ -216,7 +213,7 @@ class Transport:
         within one to two ``LINGER`` periods, so pings and close frames are
         still answered while the application does something else.
         """
-        self.direct = False
+        self.direct = 0
         if self._abort_pending:
             if not self.writer:
                 self.reactor.call_soon(self.abort_now)
@@ -361,7 +358,7 @@ class Transport:
                 or self._closing
                 or self._out
                 or self.writer
-                or (self.direct and self._reader != threading.get_ident())
+                or self.direct not in (0, threading.get_ident())
                 or self._interest is None
                 or not self.reactor.threadsafe
             ):
@@ -379,13 +376,14 @@ class Transport:
     # -- direct readers and writers, between begin_ and end_, without the lock
 
     def wait_readable(self, timeout: float | None) -> bool:
-        poller = select.poll()
-        poller.register(self.fd, select.POLLIN)
-        return bool(poller.poll(None if timeout is None else max(0, int(timeout * 1000 + 0.999))))
+        return self._wait_for(select.POLLIN, timeout)
 
     def wait_writable(self, timeout: float | None) -> bool:
+        return self._wait_for(select.POLLOUT, timeout)
+
+    def _wait_for(self, event: int, timeout: float | None) -> bool:
         poller = select.poll()
-        poller.register(self.fd, select.POLLOUT)
+        poller.register(self.fd, event)
         return bool(poller.poll(None if timeout is None else max(0, int(timeout * 1000 + 0.999))))
 
     def recv_direct(self) -> bytes | None:
