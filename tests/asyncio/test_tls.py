@@ -25,7 +25,7 @@ from websockets.asyncio.server import serve as ws_serve
 from sync_helpers import TLSContexts, tls_contexts
 from wsstack.asyncio import Server, WebSocket, connect
 from wsstack.asyncio import tls as wsstack_tls
-from wsstack.asyncio.tls import TLSTransport
+from wsstack.asyncio.tls import PIECE_SIZE, TLSTransport
 from wsstack.options import Options
 
 MIB = 1024 * 1024
@@ -121,7 +121,9 @@ def test_websockets_client_echoes_through_our_tls(tls: TLSContexts) -> None:
         server = echo_server(tls.server, seen=seen)
         url = await listening(server)
         async with ws_connect(url, ssl=tls.client, max_size=None) as client:
-            for message in ("text", b"binary", "x" * MIB, os.urandom(MIB)):
+            # Server frames of one piece exactly (a 10-byte header), of one byte more, and of many pieces.
+            at_piece = (os.urandom(PIECE_SIZE - 10), os.urandom(PIECE_SIZE - 9))
+            for message in ("text", b"binary", *at_piece, "x" * MIB, os.urandom(MIB)):
                 await client.send(message)
                 assert await client.recv() == message
         assert isinstance(seen[0]._transport, TLSTransport)

@@ -36,8 +36,15 @@ __all__ = ["TLSTransport", "accept", "connect", "own_tls"]
 
 logger = logging.getLogger("wsstack")
 
-#: The most plaintext a TLS record holds; writes go to OpenSSL in pieces of this size.
+#: The most plaintext a TLS record holds.
 RECORD_SIZE = 16384
+#: Writes go to OpenSSL in pieces of at most five records, so that a 64 KiB
+#: message and its frame header are one call. The outgoing BIO keeps the
+#: largest piece it held (see ``_next_record``): 80 KiB at most, once a
+#: connection has sent that much at once. One record at a time cost the
+#: server 8 us more per pipelined 64 KiB echo (97 against 89 us of CPU,
+#: medians of four runs each), more than asyncio's TLS (92 us).
+PIECE_SIZE = 5 * RECORD_SIZE
 #: The first byte of a TLS record: change_cipher_spec, alert, handshake, application_data.
 _CONTENT_TYPES = frozenset((20, 21, 22, 23))
 
@@ -340,7 +347,7 @@ class TLSTransport(asyncio.Transport, asyncio.Protocol):
         if self._backlog:
             self._hold(bytes(data))
             return
-        if len(data) <= RECORD_SIZE:
+        if len(data) <= PIECE_SIZE:
             try:
                 self._sslobj.write(data)
             except ssl.SSLWantReadError:
@@ -354,15 +361,15 @@ class TLSTransport(asyncio.Transport, asyncio.Protocol):
         self._encrypt(memoryview(data))
 
     def _encrypt(self, view: memoryview) -> None:
-        """A record at a time, so that the outgoing BIO stays small (see _next_record)."""
+        """A piece at a time, so that the outgoing BIO stays small (see ``PIECE_SIZE``)."""
         sslobj, outgoing = self._sslobj, self._outgoing
         pieces = []
         start = 0
         try:
             while start < len(view):
-                sslobj.write(view[start : start + RECORD_SIZE])
+                sslobj.write(view[start : start + PIECE_SIZE])
                 pieces.append(outgoing.read())
-                start += RECORD_SIZE
+                start += PIECE_SIZE
         except ssl.SSLWantReadError:
             self._hold(bytes(view[start:]))
         except ssl.SSLError as exc:
