@@ -41,9 +41,9 @@ RECORD_SIZE = 16384
 #: Writes go to OpenSSL in pieces of at most five records, so that a 64 KiB
 #: message and its frame header are one call. The outgoing BIO keeps the
 #: largest piece it held (see ``_next_record``): 80 KiB at most, once a
-#: connection has sent that much at once. One record at a time cost the
-#: server 8 us more per pipelined 64 KiB echo (97 against 89 us of CPU,
-#: medians of four runs each), more than asyncio's TLS (92 us).
+#: connection has sent that much at once. One record at a time, the server
+#: spent 97 us of CPU per pipelined 64 KiB echo, more than asyncio's TLS
+#: (92 us); in pieces, 89-95 us (medians of four runs, docs/benchmarks.md).
 PIECE_SIZE = 5 * RECORD_SIZE
 #: The first byte of a TLS record: change_cipher_spec, alert, handshake, application_data.
 _CONTENT_TYPES = frozenset((20, 21, 22, 23))
