@@ -24,7 +24,7 @@ import pytest
 from sync_helpers import STEP, TLSContexts, on_io_thread
 from waiting import bounded, wait_until
 from wsstack.sync.reactor import LINGER, Reactor
-from wsstack.sync.transport import Transport
+from wsstack.sync.transport import DIRECT_READ_SIZE, Transport
 
 MiB = 1 << 20
 
@@ -467,6 +467,40 @@ def test_a_direct_reader_sees_the_end_of_the_stream(reactor: Reactor, socket_pai
     assert transport.recv_direct() == b""
     with transport.lock:
         transport.end_direct()
+
+
+@pytest.mark.parametrize("then", ["nothing", "more", "the end"])
+@bounded(30)
+def test_a_direct_read_that_filled_its_buffer_still_waits_and_reads_what_follows(
+    then: str, reactor: Reactor, socket_pair: Pair
+) -> None:
+    """After a full read the next one tries the socket before polling; when the kernel has nothing, it waits as usual."""
+    ours, peer = socket_pair
+    transport, recorder = open_transport(reactor, ours)
+    with transport.lock:
+        assert transport.begin_direct()
+    sent = os.urandom(3 * DIRECT_READ_SIZE)  # a whole number of buffers: the last read is full
+    peer.sendall(sent)
+    got = b""
+    while len(got) < len(sent):
+        chunk = transport.read_direct(STEP)
+        assert chunk, chunk
+        got += chunk
+    assert got == sent
+    started = time.monotonic()
+    if then == "nothing":
+        assert transport.read_direct(0.2) is None
+        assert time.monotonic() - started >= 0.19  # it polled for the whole timeout
+    elif then == "more":
+        threading.Timer(0.1, peer.sendall, (b"after a pause",)).start()
+        assert transport.read_direct(STEP) == b"after a pause"
+        assert time.monotonic() - started >= 0.09
+    else:
+        threading.Timer(0.1, peer.close).start()
+        assert transport.read_direct(STEP) == b""
+    with transport.lock:
+        transport.end_direct()
+    assert recorder.data == b""  # the I/O thread kept away throughout
 
 
 @bounded(30)

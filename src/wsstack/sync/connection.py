@@ -169,7 +169,7 @@ class WebSocket(CoreView):
                     raise TimeoutError("timed out")
                 lock.release()
                 try:
-                    data = transport.recv_direct() if transport.wait_readable(remaining) else None
+                    data = transport.read_direct(remaining)
                 finally:
                     lock.acquire()
                 if data is None:

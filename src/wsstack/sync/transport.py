@@ -38,7 +38,7 @@ from typing import Protocol
 
 from .reactor import IN, ONESHOT, OUT, READ_SIZE, Reactor, Timer
 
-__all__ = ["Transport", "TransportProtocol", "LOCK_RETRY"]
+__all__ = ["Transport", "TransportProtocol", "LOCK_RETRY", "DIRECT_READ_SIZE"]
 
 logger = logging.getLogger("wsstack")
 
@@ -47,7 +47,7 @@ _EOF = (ssl.SSLEOFError, ssl.SSLZeroReturnError)
 #: A one-shot registration that has fired: the kernel watches nothing until it is re-armed.
 _DISARMED = -1
 #: Reads by application threads allocate their buffer, so keep it moderate.
-_DIRECT_READ_SIZE = 65536
+DIRECT_READ_SIZE = 65536
 #: Seconds before the I/O thread tries again a lock it found taken, when it must not wait for it.
 LOCK_RETRY = 0.005
 #: Direct reads wait with poll(2); without it (Windows) the I/O thread does all the reading.
@@ -100,6 +100,7 @@ class Transport:
         "_lingering",
         "_linger_mark",
         "_linger_queued",
+        "_read_full",
     )
 
     def __init__(
@@ -131,6 +132,7 @@ class Transport:
         self._handshaking = IN if tls_handshake else 0
         self._out: list[bytes | memoryview] = []
         self._out_size = 0
+        self._read_full = False  # the last direct read filled its buffer (see read_direct)
         self._reading = True
         # What the poller watches: None before registration, or a mask, or _DISARMED.
         self._interest: int | None = None
@@ -386,15 +388,30 @@ class Transport:
         poller.register(self.fd, event)
         return bool(poller.poll(None if timeout is None else max(0, int(timeout * 1000 + 0.999))))
 
+    def read_direct(self, timeout: float | None) -> bytes | None:
+        """What came, waiting at most ``timeout`` for it: ``b""`` at the end of the stream, ``None`` if nothing did.
+
+        A read that filled its buffer most likely left more in the kernel, so
+        the next one is tried before polling: one poll(2) fewer per 64 KiB
+        of a stream. The threaded client's CPU per pipelined 64 KiB message
+        went from 47.4 to 40.8 us (medians of five alternated runs).
+        """
+        if self._read_full and (data := self.recv_direct()) is not None:
+            return data
+        return self.recv_direct() if self.wait_readable(timeout) else None
+
     def recv_direct(self) -> bytes | None:
         """Bytes, ``b""`` at the end of the stream (or a reset), ``None`` when there is nothing yet."""
         try:
-            return self.sock.recv(_DIRECT_READ_SIZE)
+            data = self.sock.recv(DIRECT_READ_SIZE)
         except _RETRY:
+            self._read_full = False
             return None
         except OSError as exc:
             logger.debug("read failed (%s)", exc)
             return b""
+        self._read_full = len(data) == DIRECT_READ_SIZE
+        return data
 
     # -------------------------------------------------- the I/O thread
 
