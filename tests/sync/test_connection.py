@@ -81,6 +81,27 @@ def test_recv_timeout_then_more_messages(echo_url: str) -> None:
 
 
 @bounded(30)
+@pytest.mark.parametrize("mode", ["messages", "frames"])
+def test_what_recv_returned_survives_the_reads_after_it(echo_url: str, mode: str) -> None:
+    """Direct reads reuse their buffers: every message kept from one must stay as it was after the next reads."""
+    rng = random.Random(7)
+    sizes = [rng.choice((0, 1, 125, 126, 65535, 65536, 100_000, 300_000)) for _ in range(40)]
+    sent: list[Message] = [
+        rng.randbytes(size) if index % 2 else "".join(rng.choice("aé€😀") for _ in range(size // 4))
+        for index, size in enumerate(sizes)
+    ]
+    with connect(echo_url, options=Options(max_message_size=1 << 20)) as ws:
+        for message in sent:
+            ws.send(message)
+        if mode == "messages":
+            kept = [ws.recv(timeout=STEP) for _ in sent]
+        else:
+            frames = [ws.recv_frame(timeout=STEP) for _ in sent]
+            kept = [frame.payload.decode() if frame.opcode == Opcode.TEXT else frame.payload for frame in frames]
+        assert kept == sent
+
+
+@bounded(30)
 def test_server_initiated_close_reaches_client_with_code_and_reason() -> None:
     server = Server()
 

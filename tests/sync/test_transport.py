@@ -480,13 +480,15 @@ def test_a_direct_read_that_filled_its_buffer_still_waits_and_reads_what_follows
     with transport.lock:
         assert transport.begin_direct()
     sent = os.urandom(3 * DIRECT_READ_SIZE)  # a whole number of buffers: the last read is full
-    peer.sendall(sent)
+    sender = threading.Thread(target=peer.sendall, args=(sent,))
+    sender.start()
     got = b""
     while len(got) < len(sent):
         chunk = transport.read_direct(STEP)
         assert chunk, chunk
         got += chunk
     assert got == sent
+    sender.join()
     started = time.monotonic()
     if then == "nothing":
         assert transport.read_direct(0.2) is None

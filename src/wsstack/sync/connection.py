@@ -179,6 +179,7 @@ class WebSocket(CoreView):
                     transport.close()
                     return
                 after = self.data_received(data)
+                transport.recycle()
                 if after is not None:
                     lock.release()
                     try:
