@@ -8,7 +8,7 @@ FUZZ_SECONDS ?= 600
 test:
 	scripts/test
 
-# Each fuzz target runs for FUZZ_SECONDS (default 10 minutes); needs `pip install atheris`.
+# Each fuzz target runs for FUZZ_SECONDS (default 10 minutes); needs the fuzz extra (`pip install -e '.[fuzz]'`).
 fuzz: fuzz-frames fuzz-http fuzz-send
 
 fuzz-frames:
