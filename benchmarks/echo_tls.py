@@ -6,8 +6,10 @@ Servers, each in its own process, with a throwaway certificate (trustme):
 ``wsstack`` (asyncio's loop, ``wsstack.asyncio.tls``), ``wsstack-sslproto``
 (the same server with asyncio's TLS, through the private switch
 ``wsstack.asyncio.tls._force_sslproto``), ``websockets`` (asyncio's TLS
-too), ``wsstack-uvloop`` (uvloop's TLS), and ``wsstack-ws``, plain ws://
-for reference. The client is blocking ssl
+too), ``wsstack-uvloop`` (uvloop's TLS), ``wsstack-sync`` (the threaded
+server, whose transport runs TLS through the ssl module's sockets; default
+thread stacks, which cost address space, not resident memory), and
+``wsstack-ws``, plain ws:// for reference. The client is blocking ssl
 sockets in this process, so it costs the same for every server.
 
 It prints server memory per idle wss:// connection (each connection echoes
@@ -33,11 +35,11 @@ import tempfile
 from pathlib import Path
 
 from echo_e2e import echo_size, free_port, masked_frame, pipelined_on, read_exactly, round_trips_on, rss_per_connection
-from echo_servers import recv_send_echo
+from echo_servers import recv_send_echo, sync_recv_send_echo
 
 HERE = Path(__file__).resolve().parent
 MIB = 1 << 20
-SERVERS = ("wsstack", "wsstack-sslproto", "websockets", "wsstack-uvloop", "wsstack-ws")
+SERVERS = ("wsstack", "wsstack-sslproto", "websockets", "wsstack-uvloop", "wsstack-sync", "wsstack-ws")
 HANDSHAKE = (
     b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -59,6 +61,20 @@ async def run_wsstack(port: int, context: ssl.SSLContext | None) -> None:
     await server.listen(port, "127.0.0.1")
     print("ready", flush=True)
     await asyncio.Event().wait()
+
+
+def run_wsstack_sync(port: int, context: ssl.SSLContext) -> None:
+    from wsstack.options import Options
+    from wsstack.sync import Server
+
+    server = Server(Options(max_message_size=16 << 20, max_queue=64, ping_interval=None, ping_timeout=None))
+    server.ssl = context
+
+    server.get("/")(sync_recv_send_echo)
+
+    server.listen(port, backlog=4096)
+    print("ready", flush=True)
+    server.serve_forever()
 
 
 async def run_websockets(port: int, context: ssl.SSLContext) -> None:
@@ -87,6 +103,8 @@ def serve(impl: str, port: int, directory: Path) -> None:
 
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(run_wsstack(port, context))
+    elif impl == "wsstack-sync":
+        run_wsstack_sync(port, context)
     elif impl == "wsstack-ws":
         asyncio.run(run_wsstack(port, None))
     else:
