@@ -173,14 +173,16 @@ class TLSTransport(asyncio.Transport, asyncio.Protocol):
             self._read()
 
     def _next_record(self) -> bool:
-        """Move one complete TLS record into the incoming BIO; False if there is none yet.
+        """Move complete TLS records into the incoming BIO, ``PIECE_SIZE`` at most; False if there is none yet.
 
         A ``MemoryBIO`` keeps the largest size it ever held until it is
         freed: fed a 1 MiB burst, it holds 1 MiB for the rest of the
         connection (measured: 1,033 KiB of RSS per BIO after a 1 MiB write,
-        20 KiB after the same megabyte in 16 KiB writes). Fed one record at
-        a time (16 KiB and a little), it never grows beyond that; the part
-        of a record still coming waits here, in a ``bytes`` of its own size.
+        20 KiB after the same megabyte in 16 KiB writes). Fed whole records
+        up to ``PIECE_SIZE`` (or one larger record) at a time, it never
+        grows beyond that; the part of a record still coming waits here, in a
+        ``bytes`` of its own size. Several records in one call are one call
+        fewer each than a record at a time (the four of a 64 KiB message).
         """
         if self._completed:
             self._incoming.write(self._completed)
@@ -193,6 +195,11 @@ class TLSTransport(asyncio.Transport, asyncio.Protocol):
             tls_record = cipher[pos] in _CONTENT_TYPES
             end = pos + 5 + (cipher[pos + 3] << 8 | cipher[pos + 4]) if tls_record else size
             if end <= size:
+                while end + 5 <= size and cipher[end] in _CONTENT_TYPES:
+                    after = end + 5 + (cipher[end + 3] << 8 | cipher[end + 4])
+                    if after > size or after - pos > PIECE_SIZE:
+                        break
+                    end = after
                 self._incoming.write(cipher if pos == 0 and end == size else memoryview(cipher)[pos:end])
                 if end == size:
                     self._cipher, self._cipher_pos = b"", 0
