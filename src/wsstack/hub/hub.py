@@ -7,9 +7,7 @@ The rules, whichever backend carries the messages:
   reaches ``ws``; a connection leaves all its topics when it closes.
 - Local fan-out is ``broadcast``: one encoding per message and kind of
   connection, and a subscriber whose write buffer is over ``write_limit``
-  is skipped for that message instead of slowing the topic down. Messages
-  the backend receives in one turn of the event loop (one read from
-  Redis) reach each subscriber in one write, in order.
+  is skipped for that message instead of slowing the topic down.
 - With a Redis backend, a message published here reaches this process's
   subscribers through Redis like everybody else's, so all processes see one
   order per publisher. When Redis cannot take it, ``publish`` still writes
