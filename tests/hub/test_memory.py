@@ -85,7 +85,7 @@ def test_local_fan_out_encodes_each_message_once() -> None:
             await hub.subscribe(recorder, "t")
         await hub.publish("t", "once")
         (first,) = recorders[0].frames
-        assert first.messages == ("once",)
+        assert first.message == "once"
         assert all(r.frames[0] is first for r in recorders)
         await hub.close()
 
@@ -235,7 +235,7 @@ def test_topics_per_connection_and_leaving_again_at_once() -> None:
             await asyncio.sleep(0)
             await hub.publish("t", "x")
             await hub.publish("u", "y")
-            assert [f.messages for f in a.frames] == [("y",)] and [f.messages for f in b.frames] == [("x",)]
+            assert [f.message for f in a.frames] == ["y"] and [f.message for f in b.frames] == ["x"]
 
     run(main())
 

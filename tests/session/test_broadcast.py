@@ -77,24 +77,3 @@ def test_broadcast_takes_only_messages() -> None:
             TypeError, match=f"broadcast\\(\\) takes str or a bytes-like object, not {type(value).__name__}"
         ):
             broadcast([], value)  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize("kind", ["plain", "shared compression", "own compression", "client"])
-def test_several_messages_make_one_write_that_reads_as_those_messages_in_order(kind: str) -> None:
-    messages = ("first", b"\x00second", "third " * 30, b"")
-    if kind == "plain":
-        client, server = open_pair()
-        sender, receiver = server, client
-    elif kind == "client":
-        client, server = open_pair()
-        sender, receiver = client, server
-    else:
-        options = Options(enable_compression=True, server_no_context_takeover=kind == "shared compression")
-        client, server = open_pair(options, options)
-        sender, receiver = server, client
-    frames = SharedFrames(*messages)
-    receiver.receive_data(frames.frame_for(sender))
-    expected = [TextMessage(m) if isinstance(m, str) else BinaryMessage(m) for m in messages]
-    assert receiver.events() == expected
-    if kind in ("plain", "shared compression"):
-        assert frames.frame_for(sender) is frames.frame_for(sender)  # built once, shared

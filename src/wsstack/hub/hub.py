@@ -46,7 +46,7 @@ class Hub:
     async def start(self) -> None:
         """Connect the backend; ``HubUnavailable`` when it cannot (after its retries, if configured)."""
         self._loop = asyncio.get_running_loop()
-        await self.backend.start(self._local.deliver_soon)
+        await self.backend.start(self._local.deliver)
 
     async def subscribe(self, ws: Subscriber, topic: str) -> None:
         """Have ``ws`` receive every message published to ``topic`` from now on, until it closes."""

@@ -4,21 +4,14 @@ Fan-out is ``broadcast``: each message is encoded once per kind of
 connection and a connection whose write buffer is over its limit is skipped
 for that message, so a slow subscriber never holds a topic back. Nothing
 here awaits or locks; the hub calls it from its event loop only.
-
-What a backend receives goes out with ``deliver_soon``: the subscribers are
-taken when the message arrives, as ``deliver`` takes them, but the writes
-wait for the end of the event loop's turn, so that the messages of one read
-from Redis reach each subscriber in one write (one system call, not one a
-message) and in the order they came. A turn adds no wait of its own.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from ..session import Broadcastable, Message, SharedFrames, broadcast
+from ..session import Broadcastable, Message, broadcast
 
 __all__ = ["Subscriber", "LocalTopics"]
 
@@ -34,19 +27,14 @@ class Subscriber(Broadcastable, Protocol):
 class LocalTopics:
     """Topic → subscribers and subscriber → topics, kept in step."""
 
-    __slots__ = ("_subscribers", "_topics", "_changes", "_pending")
+    __slots__ = ("_subscribers", "_topics")
 
     def __init__(self) -> None:
         self._subscribers: dict[str, set[Subscriber]] = {}
         self._topics: dict[Subscriber, set[str]] = {}
-        # Counts changes of membership: messages in a row on one topic with none between share their receivers.
-        self._changes = 0
-        # Runs of messages waiting for the end of the loop's turn: [topic, changes, receivers, messages].
-        self._pending: list[list[Any]] = []
 
     def add(self, ws: Subscriber, topic: str) -> bool:
         """Subscribe ``ws`` to ``topic``; whether ``ws`` is new to the hub (it needs a close callback)."""
-        self._changes += 1
         self._subscribers.setdefault(topic, set()).add(ws)
         topics = self._topics.get(ws)
         if topics is None:
@@ -57,7 +45,6 @@ class LocalTopics:
 
     def remove(self, ws: Subscriber, topic: str) -> None:
         """Unsubscribe ``ws`` from ``topic`` (nothing if it was not subscribed)."""
-        self._changes += 1
         subscribers = self._subscribers.get(topic)
         if subscribers is not None:
             subscribers.discard(ws)
@@ -70,7 +57,6 @@ class LocalTopics:
 
     def forget(self, ws: Subscriber) -> list[str]:
         """Take ``ws`` out of every topic; the topics it was in."""
-        self._changes += 1
         topics = self._topics.pop(ws, set())
         for topic in topics:
             subscribers = self._subscribers[topic]  # kept in step with _topics
@@ -89,29 +75,7 @@ class LocalTopics:
 
     def deliver(self, topic: str, message: Message) -> int:
         """Write ``message`` to the topic's subscribers now (see the module's rule); how many got it."""
-        if self._pending:
-            self._flush()  # what came before it goes first
         subscribers = self._subscribers.get(topic)
         if not subscribers:
             return 0
         return broadcast(subscribers, message)
-
-    def deliver_soon(self, topic: str, message: Message) -> None:
-        """Write ``message`` to the topic's subscribers of now, at the end of the loop's turn (see the module)."""
-        subscribers = self._subscribers.get(topic)
-        if not subscribers:
-            return
-        pending = self._pending
-        if not pending:
-            asyncio.get_running_loop().call_soon(self._flush)
-        elif (last := pending[-1])[0] == topic and last[1] == self._changes:
-            last[3].append(message)
-            return
-        pending.append([topic, self._changes, list(subscribers), [message]])
-
-    def _flush(self) -> None:
-        pending, self._pending = self._pending, []
-        for _, _, receivers, messages in pending:
-            frames = SharedFrames(*messages)
-            for ws in receivers:
-                ws.write_shared(frames)

@@ -23,45 +23,33 @@ __all__ = ["SharedFrames", "Broadcastable", "broadcast"]
 
 
 class SharedFrames:
-    """The frames of one broadcast, a message or several in a row, built as receivers need them.
+    """The frames of one broadcast message, built as receivers need them."""
 
-    Several messages go to each receiver in one write, which a fan-out that
-    has a batch at hand (the hub, after one read from Redis) uses to make
-    one system call per receiver instead of one per message.
-    """
+    __slots__ = ("message", "_payload", "_opcode", "_frames")
 
-    __slots__ = ("messages", "_parts", "_frames")
-
-    def __init__(self, *messages: str | bytes | bytearray | memoryview) -> None:
-        self.messages = messages
-        self._parts = [_payload_and_opcode(message) for message in messages]
+    def __init__(self, message: str | bytes | bytearray | memoryview) -> None:
+        if isinstance(message, str):
+            self._payload, self._opcode = message.encode("utf-8"), Opcode.TEXT
+        else:
+            # The check every send makes (TypeError for an int, a dict...), with the same words.
+            self._payload, self._opcode = payload_of(message, "broadcast()"), Opcode.BINARY
+        self.message = message
         self._frames: dict[object, bytes] = {}
 
     def frame_for(self, core: Connection) -> bytes:
-        """The bytes that carry the messages on ``core``'s connection (which must be open)."""
+        """The bytes that carry the message on ``core``'s connection (which must be open)."""
         key = _sharing_key(core)
         if key is None:
-            for message in self.messages:
-                core.send(message)
+            core.send(self.message)
             return core.data_to_send()
         frame = self._frames.get(key)
         if frame is None:
-            frames = []
-            for payload, opcode in self._parts:
-                rsv, data = 0, payload
-                for extension in core.extensions:
-                    bits, data = extension.encode(data)
-                    rsv |= bits
-                frames.append(frame_header(FIN | rsv | opcode, len(data)) + data)
-            frame = self._frames[key] = frames[0] if len(frames) == 1 else b"".join(frames)
+            rsv, data = 0, self._payload
+            for extension in core.extensions:
+                bits, data = extension.encode(data)
+                rsv |= bits
+            frame = self._frames[key] = frame_header(FIN | rsv | self._opcode, len(data)) + data
         return frame
-
-
-def _payload_and_opcode(message: str | bytes | bytearray | memoryview) -> tuple[bytes, Opcode]:
-    if isinstance(message, str):
-        return message.encode("utf-8"), Opcode.TEXT
-    # The check every send makes (TypeError for an int, a dict...), with the same words.
-    return payload_of(message, "broadcast()"), Opcode.BINARY
 
 
 def _sharing_key(core: Connection) -> object | None:
