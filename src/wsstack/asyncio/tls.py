@@ -38,12 +38,14 @@ logger = logging.getLogger("wsstack")
 
 #: The most plaintext a TLS record holds.
 RECORD_SIZE = 16384
-#: Writes go to OpenSSL in pieces of at most five records, so that a 64 KiB
-#: message and its frame header are one call. The outgoing BIO keeps the
-#: largest piece it held (see ``_next_record``): 80 KiB at most, once a
-#: connection has sent that much at once. One record at a time, the server
-#: spent 97 us of CPU per pipelined 64 KiB echo, more than asyncio's TLS
-#: (92 us); in pieces, 89-95 us (medians of four runs, docs/benchmarks.md).
+#: Writes go to OpenSSL, and whole records to the incoming BIO, in pieces
+#: of at most five records, so that a 64 KiB message and its frame header
+#: are one call. Each BIO keeps the largest piece it held (see
+#: ``_next_record``): 80 KiB at most, once that much came or went at once.
+#: Writing a record at a time, the server spent 97 us of CPU per pipelined
+#: 64 KiB echo, more than asyncio's TLS (92 us); writing in pieces, 89-95
+#: us; then reading in pieces too, 118 against 138 us in a slower hour in
+#: which asyncio's TLS took 113 (medians, docs/benchmarks.md).
 PIECE_SIZE = 5 * RECORD_SIZE
 #: The first byte of a TLS record: change_cipher_spec, alert, handshake, application_data.
 _CONTENT_TYPES = frozenset((20, 21, 22, 23))
