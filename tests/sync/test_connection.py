@@ -32,6 +32,7 @@ from wsstack.errors import ConnectionClosed, InvalidState
 from wsstack.frames import Opcode
 from wsstack.options import Options
 from wsstack.sync import Context, Server, connect
+from wsstack.sync import connection as sync_connection
 
 
 @bounded(30)
@@ -99,6 +100,25 @@ def test_what_recv_returned_survives_the_reads_after_it(echo_url: str, mode: str
             frames = [ws.recv_frame(timeout=STEP) for _ in sent]
             kept = [frame.payload.decode() if frame.opcode == Opcode.TEXT else frame.payload for frame in frames]
         assert kept == sent
+
+
+@bounded(30)
+def test_a_recv_idle_for_long_gives_the_socket_back_and_still_gets_the_message(
+    echo_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sync_connection, "DIRECT_IDLE", 0.2)
+    with connect(echo_url) as ws:
+        transport = ws._transport
+        for round_ in range(2):  # the recv() after a handed-back one reads directly again
+            got: Future[Message | None] = Future()
+            reader = threading.Thread(target=lambda: got.set_result(ws.recv(timeout=STEP)))
+            reader.start()
+            wait_until(lambda: transport.direct == reader.ident, timeout=STEP)
+            wait_until(lambda: transport.direct == 0, timeout=STEP)  # handed back after DIRECT_IDLE
+            assert not got.done()  # still waiting, now to be woken
+            ws.send(f"after idling {round_}")
+            assert got.result(timeout=STEP) == f"after idling {round_}"
+            reader.join()
 
 
 @bounded(30)
