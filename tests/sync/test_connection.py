@@ -111,9 +111,10 @@ def test_a_recv_idle_for_long_gives_the_socket_back_and_still_gets_the_message(
         transport = ws._transport
         for round_ in range(2):  # the recv() after a handed-back one reads directly again
             got: Future[Message | None] = Future()
-            reader = threading.Thread(target=lambda: got.set_result(ws.recv(timeout=STEP)))
+            reader = threading.Thread(target=lambda result=got: result.set_result(ws.recv(timeout=STEP)))
             reader.start()
-            wait_until(lambda: transport.direct == reader.ident, timeout=STEP)
+            ident = reader.ident
+            wait_until(lambda ident=ident: transport.direct == ident, timeout=STEP)
             wait_until(lambda: transport.direct == 0, timeout=STEP)  # handed back after DIRECT_IDLE
             assert not got.done()  # still waiting, now to be woken
             ws.send(f"after idling {round_}")
