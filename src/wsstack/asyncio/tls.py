@@ -193,15 +193,16 @@ class TLSTransport(asyncio.Transport, asyncio.Protocol):
         cipher, pos = self._cipher, self._cipher_pos
         size = len(cipher)
         if size - pos >= 5:
-            # Not TLS (plain HTTP on a TLS port, say): all of it, for OpenSSL to say so.
-            tls_record = cipher[pos] in _CONTENT_TYPES
-            end = pos + 5 + (cipher[pos + 3] << 8 | cipher[pos + 4]) if tls_record else size
-            if end <= size:
+            if cipher[pos] in _CONTENT_TYPES:
+                end = pos
                 while end + 5 <= size and cipher[end] in _CONTENT_TYPES:
                     after = end + 5 + (cipher[end + 3] << 8 | cipher[end + 4])
-                    if after > size or after - pos > PIECE_SIZE:
+                    if after > size or (end > pos and after - pos > PIECE_SIZE):
                         break
                     end = after
+            else:
+                end = size  # not TLS (plain HTTP on a TLS port, say): all of it, for OpenSSL to say so
+            if end > pos:
                 self._incoming.write(cipher if pos == 0 and end == size else memoryview(cipher)[pos:end])
                 if end == size:
                     self._cipher, self._cipher_pos = b"", 0
